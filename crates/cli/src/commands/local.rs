@@ -1,0 +1,133 @@
+//! Commands that run locally without a server: `run` and `compile`.
+
+use super::client_cmds::CapabilityOpts;
+use super::parse_kv;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use wisp_runtime::{CgiRequest, EngineOptions, Invocation, Runtime};
+
+/// Run a module once, locally: same ABI, limits and capabilities as on the server.
+#[derive(Args, Debug)]
+pub struct RunCommand {
+    /// The .wasm file.
+    file: PathBuf,
+    /// Request body: literal text, or @FILE (@- for stdin).
+    #[arg(short = 'd', long = "data")]
+    data: Option<String>,
+    /// Query parameter KEY=VALUE (repeatable).
+    #[arg(short = 'q', long = "query", value_parser = parse_kv)]
+    query: Vec<(String, String)>,
+    /// Sub-path (PATH_INFO).
+    #[arg(long, default_value = "")]
+    path: String,
+    /// HTTP method the guest sees (default: POST with -d, GET without).
+    #[arg(short = 'X', long = "method")]
+    method: Option<String>,
+    /// Print the CGI headers and status too, not just the body.
+    #[arg(short = 'i', long)]
+    include: bool,
+    #[command(flatten)]
+    caps: CapabilityOpts,
+}
+
+impl RunCommand {
+    /// Run; exit code 0 on success, 1 on a guest failure.
+    pub fn execute(self) -> Result<i32> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(self.run())
+    }
+
+    async fn run(self) -> Result<i32> {
+        let wasm = std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let config = self.caps.config()?;
+        let body: Vec<u8> = match self.data.as_deref() {
+            None => Vec::new(),
+            Some("@-") => {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                b
+            }
+            Some(d) if d.starts_with('@') => std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?,
+            Some(d) => d.as_bytes().to_vec(),
+        };
+        let runtime = Runtime::new(EngineOptions { pooling: false, ..Default::default() })?;
+        let loaded = runtime.load_bytes(&wasm)?;
+        let method = self.method.clone().unwrap_or_else(|| if self.data.is_some() { "POST".into() } else { "GET".into() });
+        let query: Vec<String> = self.query.iter().map(|(k, v)| format!("{}={}", crate::client::encode(k), crate::client::encode(v))).collect();
+        let query = query.join("&");
+        let name = self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "main".into());
+        let req = CgiRequest {
+            method: &method,
+            path_info: &self.path,
+            query: &query,
+            headers: &[],
+            content_length: body.len(),
+            function: &name,
+            server_name: "localhost",
+            server_port: 0,
+            remote_addr: "127.0.0.1",
+        };
+        let fn_env: Vec<(String, String)> = config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env = wisp_runtime::build_cgi_env(&req, &fn_env);
+        let args = vec![name.clone()];
+        let r = runtime
+            .invoke(&loaded, Invocation { args: &args, env: &env, stdin: body.into(), dirs: &config.dirs, limits: &config.limits })
+            .await;
+        match r {
+            Ok(out) => {
+                std::io::stderr().write_all(&out.stderr)?;
+                let resp = wisp_runtime::parse_cgi_response(out.stdout);
+                let mut so = std::io::stdout().lock();
+                if self.include {
+                    writeln!(so, "Status: {}", resp.status)?;
+                    for (k, v) in &resp.headers {
+                        writeln!(so, "{k}: {v}")?;
+                    }
+                    writeln!(so)?;
+                }
+                so.write_all(&resp.body)?;
+                Ok(if resp.status < 400 { 0 } else { 1 })
+            }
+            Err(e) => {
+                if let Some(o) = e.output() {
+                    std::io::stderr().write_all(&o.stderr)?;
+                }
+                eprintln!("error: {e}");
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// Precompile a module for this machine's engine (the artifact Wisp itself stores).
+#[derive(Args, Debug)]
+pub struct CompileCommand {
+    /// The .wasm file.
+    file: PathBuf,
+    /// Output path (default: FILE with extension .cwasm).
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+}
+
+impl CompileCommand {
+    /// Run.
+    pub fn execute(self) -> Result<i32> {
+        let wasm = std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        // Same engine settings as `wisp serve`, so the fingerprint matches.
+        let runtime = Runtime::new(EngineOptions::default())?;
+        let c = runtime.compile(&wasm)?;
+        let out = self.output.unwrap_or_else(|| self.file.with_extension("cwasm"));
+        wisp_store::atomic_write(&out, &c.artifact).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "{} -> {} ({} bytes, {:.1} ms, engine {})",
+            self.file.display(),
+            out.display(),
+            c.artifact.len(),
+            c.compile_time.as_secs_f64() * 1e3,
+            runtime.fingerprint()
+        );
+        Ok(0)
+    }
+}

@@ -1,0 +1,85 @@
+//! Subcommands.
+
+mod client_cmds;
+mod local;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client_cmds::{DeployCommand, InvokeCommand};
+pub use local::{CompileCommand, RunCommand};
+pub use serve::ServeCommand;
+
+/// Wisp: a WebAssembly serverless platform. Every request runs in a fresh,
+/// isolated Wasm instance that starts in microseconds.
+#[derive(Parser, Debug)]
+#[command(name = "wisp", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags shared by the commands that talk to a server.
+#[derive(Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// Server base URL.
+    #[arg(long, env = "WISP_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// Bearer token for the management API (default: none).
+    #[arg(long, env = "WISP_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, env = "WISP_JSON", global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the Wisp server (gateway + executor + store).
+    Serve(ServeCommand),
+    /// Deploy a Wasm module as a function (a new immutable version).
+    Deploy(DeployCommand),
+    /// Invoke a function over HTTP; the response body goes to stdout.
+    Invoke(InvokeCommand),
+    /// List functions.
+    Ls(client_cmds::LsCommand),
+    /// Remove a function and all its versions.
+    Rm(client_cmds::RmCommand),
+    /// Show recent activations of a function (or one activation with its log).
+    Logs(client_cmds::LogsCommand),
+    /// Make an earlier version of a function active again.
+    Rollback(client_cmds::RollbackCommand),
+    /// Run a module once, locally, without a server.
+    Run(RunCommand),
+    /// Precompile a module ahead of time for this machine's engine.
+    Compile(CompileCommand),
+}
+
+impl Cli {
+    /// Run the chosen command; returns the process exit code.
+    pub fn execute(self) -> anyhow::Result<i32> {
+        match self.command {
+            Command::Serve(c) => c.execute(),
+            Command::Deploy(c) => block_on(c.execute()),
+            Command::Invoke(c) => block_on(c.execute()),
+            Command::Ls(c) => block_on(c.execute()),
+            Command::Rm(c) => block_on(c.execute()),
+            Command::Logs(c) => block_on(c.execute()),
+            Command::Rollback(c) => block_on(c.execute()),
+            Command::Run(c) => c.execute(),
+            Command::Compile(c) => c.execute(),
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+/// `K=V` pairs.
+pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}

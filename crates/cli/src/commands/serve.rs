@@ -1,0 +1,135 @@
+//! `wisp serve`.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wisp_executor::{Executor, ExecutorOptions};
+use wisp_runtime::{EngineOptions, Runtime};
+use wisp_server::AppState;
+
+/// Run the Wisp server.
+#[derive(Args, Debug)]
+pub struct ServeCommand {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data directory: SQLite database, module blobs, compiled artifacts.
+    #[arg(long, env = "WISP_HOME", default_value = ".wisp")]
+    home: PathBuf,
+    /// Require `Authorization: Bearer <token>` on /v1/* (default: no auth).
+    #[arg(long, env = "WISP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Instance slots in the pooling allocator: the most instances alive at once.
+    #[arg(long, env = "WISP_POOL_INSTANCES", default_value_t = 2000)]
+    pool_instances: u32,
+    /// Use on-demand instance allocation instead of the pooling allocator.
+    #[arg(long, env = "WISP_NO_POOLING")]
+    no_pooling: bool,
+    /// Activation records kept (oldest pruned).
+    #[arg(long, env = "WISP_ACTIVATION_RETENTION", default_value_t = 100_000)]
+    activation_retention: u64,
+    /// Largest module accepted at deploy, e.g. 64MiB.
+    #[arg(long, env = "WISP_MAX_MODULE", default_value = "64MiB", value_parser = wisp_core::units::parse_size)]
+    max_module: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, e.g. 10s.
+    #[arg(long, env = "WISP_DRAIN_TIMEOUT", default_value = "10s", value_parser = wisp_core::units::parse_duration)]
+    drain_timeout: Duration,
+    /// Worker threads of the async runtime (default: one per core).
+    #[arg(long, env = "WISP_WORKERS")]
+    workers: Option<usize>,
+    /// Log as JSON lines (filter with WISP_LOG, default `info`).
+    #[arg(long, env = "WISP_LOG_JSON")]
+    log_json: bool,
+}
+
+impl ServeCommand {
+    /// Validate, build everything, bind, serve until a signal.
+    pub fn execute(self) -> Result<i32> {
+        init_tracing(self.log_json);
+        if self.pool_instances == 0 {
+            anyhow::bail!("--pool-instances must be at least 1");
+        }
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        rt.enable_all().thread_name("wisp-worker");
+        if let Some(w) = self.workers {
+            rt.worker_threads(w.max(1));
+        }
+        rt.build()?.block_on(self.serve())
+    }
+
+    async fn serve(self) -> Result<i32> {
+        let runtime = Arc::new(
+            Runtime::new(EngineOptions { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..Default::default() })
+                .context("starting the Wasm engine")?,
+        );
+        std::fs::create_dir_all(&self.home).with_context(|| format!("creating {}", self.home.display()))?;
+        let home = self.home.canonicalize()?;
+        let store = Arc::new(wisp_store::Store::open(&home).with_context(|| format!("opening the store at {}", home.display()))?);
+        let exec = Executor::start(
+            runtime.clone(),
+            store,
+            ExecutorOptions { activation_retention: self.activation_retention, max_module_bytes: self.max_module as usize, ..Default::default() },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("loading functions from the store")?;
+
+        let listener = tokio::net::TcpListener::bind(self.listen).await.with_context(|| format!("binding {}", self.listen))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            exec: exec.clone(),
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            server_name: addr.ip().to_string(),
+            server_port: addr.port(),
+        });
+        let n = exec.list().await.map(|l| l.len()).unwrap_or(0);
+        tracing::info!(
+            %addr, home = %home.display(), functions = n, pooling = runtime.pooling(),
+            engine = runtime.fingerprint(), auth = self.token.is_some(), "wisp serving"
+        );
+        // The one line scripts and tests parse.
+        println!("wisp listening on http://{addr}");
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            wisp_server::serve(listener, state, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        });
+        shutdown_signal().await;
+        tracing::info!(drain = ?self.drain_timeout, "shutting down: draining in-flight requests");
+        let _ = stop_tx.send(());
+        tokio::select! {
+            r = server => { if let Ok(Err(e)) = r { tracing::warn!(error = %e, "server error during shutdown"); } }
+            _ = tokio::time::sleep(self.drain_timeout) => tracing::warn!("drain timeout reached; abandoning in-flight requests"),
+            _ = shutdown_signal() => tracing::warn!("second signal; quitting now"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), exec.flush()).await;
+        tracing::info!("bye");
+        Ok(0)
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}

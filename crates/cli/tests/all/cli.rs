@@ -1,0 +1,132 @@
+//! The `wisp` command line against a real server, and its local commands.
+
+use crate::support::*;
+use std::process::{Command, Output};
+
+fn wisp(server: &Server, args: &[&str]) -> Output {
+    Command::new(wisp_bin()).args(args).env("WISP_SERVER", &server.url).env_remove("WISP_TOKEN").output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn deploy_invoke_ls_logs_rollback_rm() {
+    let s = Server::start();
+    let hello = guest("hello");
+    let cgi = guest("test-cgi");
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("f.txt"), "from dir").unwrap();
+    let dir = format!("{}:/data:ro", data.path().display());
+
+    let o = wisp(&s, &["deploy", "app", hello.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("app v1 deployed"), "{}", stdout(&o));
+
+    let o = wisp(&s, &["deploy", "app", cgi.to_str().unwrap(), "--env", "A=1", "--dir", &dir, "--memory", "64MiB", "--timeout", "3s", "--max-concurrency", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("app v2 deployed"), "{}", stdout(&o));
+
+    let o = wisp(&s, &["invoke", "app", "-d", "payload", "-q", "k=v w", "--path", "/sub", "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in ["REQUEST_METHOD=POST", "PATH_INFO=/sub", "k=v w", "A=1", "--- body ---\npayload"] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    let err = stderr(&o);
+    assert!(err.contains("status:     200") && err.contains("activation: ") && err.contains("cold:       false"), "{err}");
+
+    let o = wisp(&s, &["invoke", "app", "-q", "read=/data/f.txt"]);
+    assert_eq!(stdout(&o), "from dir");
+
+    let o = wisp(&s, &["invoke", "app", "-X", "GET", "-q", "exit=2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("nonzero_exit"), "{}", stdout(&o));
+
+    let o = wisp(&s, &["ls"]);
+    assert!(o.status.success());
+    let t = stdout(&o);
+    assert!(t.contains("NAME") && t.contains("app") && t.contains("64.0 MiB") && t.contains("3s"), "{t}");
+    let o = wisp(&s, &["ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["functions"][0]["config"]["limits"]["max_concurrency"], 7);
+
+    let o = wisp(&s, &["logs", "app"]);
+    let t = stdout(&o);
+    assert!(t.lines().count() >= 4, "{t}");
+    assert!(t.contains("success") && t.contains("error"), "{t}");
+    let o = wisp(&s, &["logs", "app", "--json", "-n", "1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["activations"][0]["id"].as_str().unwrap().to_string();
+    let o = wisp(&s, &["logs", "--id", &id]);
+    assert!(stdout(&o).contains("function exited with status 2"), "{}", stdout(&o));
+
+    let o = wisp(&s, &["rollback", "app"]);
+    assert!(stdout(&o).contains("app is now at v1"), "{}", stdout(&o));
+    assert_eq!(stdout(&wisp(&s, &["invoke", "app"])), "Hello, world!\n");
+
+    let o = wisp(&s, &["rm", "app"]);
+    assert!(o.status.success());
+    let o = wisp(&s, &["rm", "app"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+}
+
+#[test]
+fn cli_errors_are_clear() {
+    let s = Server::start();
+    let o = wisp(&s, &["deploy", "x", "/no/such/file.wasm"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("reading /no/such/file.wasm"), "{}", stderr(&o));
+    let o = wisp(&s, &["deploy", "x", guest("hello").to_str().unwrap(), "--memory", "12XB"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("invalid size unit"), "{}", stderr(&o));
+    let o = Command::new(wisp_bin()).args(["ls", "--server", "http://127.0.0.1:1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot reach the Wisp server"), "{}", stderr(&o));
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), b"\0asm\x01\0\0\0\x99garbage").unwrap();
+    let o = wisp(&s, &["deploy", "x", bad.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("400") && stderr(&o).contains("invalid WebAssembly module"), "{}", stderr(&o));
+}
+
+#[test]
+fn run_locally_without_a_server() {
+    let o = Command::new(wisp_bin()).args(["run", guest("hello").to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Hello, world!\n");
+
+    let o = Command::new(wisp_bin())
+        .args(["run", guest("test-cgi").to_str().unwrap(), "-d", "body!", "--env", "E=1", "-q", "status=404", "-i"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "a 404 answer exits 1");
+    let t = stdout(&o);
+    assert!(t.starts_with("Status: 404\n"), "{t}");
+    assert!(t.contains("E=1") && t.contains("--- body ---\nbody!"), "{t}");
+
+    let o = Command::new(wisp_bin()).args(["run", guest("test-spin").to_str().unwrap(), "--timeout", "300ms"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("timeout"), "{}", stderr(&o));
+}
+
+#[test]
+fn compile_writes_a_precompiled_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hello.cwasm");
+    let o = Command::new(wisp_bin()).args(["compile", guest("hello").to_str().unwrap(), "-o", out.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let art = std::fs::read(&out).unwrap();
+    assert!(art.starts_with(b"\x7fELF"), "a precompiled artifact is an ELF image");
+    // Deploying a precompiled artifact is refused: Wisp never trusts foreign native code.
+    let s = Server::start();
+    let o = wisp(&s, &["deploy", "x", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("precompiled"), "{}", stderr(&o));
+}

@@ -1,0 +1,10 @@
+//! Integration tests of Wisp: the real `wisp` binary, started on
+//! 127.0.0.1:0, driven over HTTP and through its CLI. One test binary for
+//! the crate (link time matters on 2 cores).
+
+mod support;
+
+mod api;
+mod cli;
+mod limits;
+mod store;

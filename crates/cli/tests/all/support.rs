@@ -1,0 +1,187 @@
+//! Test harness: guest fixtures built once, and a `wisp serve` child process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use wisp_cli::client::Client;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Fixtures the core tests use; all live in `functions/`.
+const FIXTURES: &[&str] = &["hello", "counter", "sleep", "test-empty", "test-spin", "test-membomb", "test-stack", "test-cgi"];
+
+/// Path of a guest built for wasm32-wasip1. The functions workspace is built
+/// once per test run (cargo makes it a no-op when up to date).
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = repo_root();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(root.join("functions"))
+            .args(["build", "--release", "--target", "wasm32-wasip1", "--quiet"]);
+        for f in FIXTURES {
+            cmd.args(["-p", f]);
+        }
+        // Don't inherit the outer cargo's target dir or flags.
+        cmd.env_remove("CARGO_TARGET_DIR").env_remove("RUSTFLAGS").env_remove("CARGO_BUILD_TARGET");
+        let st = cmd.status().expect("running cargo for the guest functions");
+        assert!(st.success(), "building guest functions failed");
+        root.join("functions/target/wasm32-wasip1/release")
+    });
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(p.exists(), "guest {name} not built at {}", p.display());
+    p
+}
+
+pub fn read_guest(name: &str) -> Vec<u8> {
+    std::fs::read(guest(name)).unwrap()
+}
+
+pub fn wisp_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wisp")
+}
+
+/// A running `wisp serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub home: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::with(&[], &[])
+    }
+
+    pub fn with(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, url) = spawn(&home, &args, &envs);
+        Server { child, url, home, _tmp: Some(tmp), args, envs }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, None)
+    }
+
+    pub fn client_with_token(&self, t: &str) -> Client {
+        Client::new(&self.url, Some(t.to_string()))
+    }
+
+    /// SIGKILL the server and start a new one on the same home.
+    pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        let (child, url) = spawn(&self.home, &self.args, &self.envs);
+        self.child = child;
+        self.url = url;
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for exit (graceful).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start again on the same home after `terminate`/`kill9`.
+    pub fn restart_after_stop(&mut self) {
+        let (child, url) = spawn(&self.home, &self.args, &self.envs);
+        self.child = child;
+        self.url = url;
+    }
+
+    pub fn restart(&mut self) {
+        self.terminate();
+        let (child, url) = spawn(&self.home, &self.args, &self.envs);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// A metric's value (first series whose line starts with `prefix`).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let r = self.client().get("/metrics").await.unwrap();
+        let text = r.text();
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("metric {prefix} not found in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn spawn(home: &Path, args: &[String], envs: &[(String, String)]) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.with_extension("log"))
+        .unwrap();
+    let mut cmd = Command::new(wisp_bin());
+    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--home").arg(home).args(args);
+    cmd.env_remove("WISP_TOKEN").env("WISP_LOG", "warn");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).spawn().expect("spawning wisp serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("wisp listening on ")
+        .unwrap_or_else(|| {
+            let log = std::fs::read_to_string(home.with_extension("log")).unwrap_or_default();
+            panic!("unexpected first line {line:?}; server log:\n{log}")
+        })
+        .to_string();
+    (child, url)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deploy raw bytes with a config JSON; returns the reply.
+pub async fn deploy(c: &Client, name: &str, wasm: &[u8], config: serde_json::Value) -> wisp_cli::client::Reply {
+    let cfg = serde_json::to_vec(&config).unwrap();
+    let (ct, body) = wisp_cli::client::multipart(&[("module", "application/wasm", wasm), ("config", "application/json", &cfg)]);
+    c.send(http::Method::PUT, &format!("/v1/functions/{name}"), &[("content-type", &ct)], body).await.unwrap()
+}
+
+/// Deploy a fixture with default config; panics unless 201/200.
+pub async fn deploy_guest(c: &Client, name: &str, guest_name: &str) -> serde_json::Value {
+    let r = deploy(c, name, &read_guest(guest_name), serde_json::json!({})).await;
+    assert!(r.status.is_success(), "deploy {name}: {} {}", r.status, r.text());
+    r.json().unwrap()
+}
+
+pub fn error_code(r: &wisp_cli::client::Reply) -> String {
+    r.json().ok().and_then(|j| j["error"]["code"].as_str().map(String::from)).unwrap_or_else(|| format!("<not an error body: {}>", r.text()))
+}

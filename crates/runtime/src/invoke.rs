@@ -1,0 +1,220 @@
+//! One request: a fresh store, WASI context and instance, run under limits.
+
+use crate::engine::{Loaded, Runtime};
+use crate::pipe::CappedPipe;
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wisp_core::{DirGrant, Limits};
+
+/// Per-store state: the WASI context and the memory limiter.
+pub struct HostState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// Memory/table limiter that remembers a denied grow, so an
+/// out-of-memory abort can be reported as such.
+struct Limiter {
+    memory_bytes: usize,
+    denied: Option<usize>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.denied = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+    fn instances(&self) -> usize {
+        1
+    }
+    fn memories(&self) -> usize {
+        1
+    }
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// What one request hands the guest.
+pub struct Invocation<'a> {
+    /// `argv`; `argv[0]` is conventionally the function name.
+    pub args: &'a [String],
+    /// Environment (CGI variables, query, function env).
+    pub env: &'a [(String, String)],
+    /// Request body, fed on stdin.
+    pub stdin: Bytes,
+    /// Directories to preopen.
+    pub dirs: &'a [DirGrant],
+    /// Limits to enforce.
+    pub limits: &'a Limits,
+}
+
+/// What the guest produced.
+#[derive(Debug)]
+pub struct Output {
+    /// Everything written to stdout.
+    pub stdout: Bytes,
+    /// stderr, capped at the log limit.
+    pub stderr: Bytes,
+    /// Whether stderr was truncated.
+    pub stderr_truncated: bool,
+    /// Time to create the store and instance.
+    pub instantiate: Duration,
+    /// Time in `_start`.
+    pub run: Duration,
+}
+
+/// Why a run failed. `Output` is attached where the guest produced any.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Ran past its wall-clock deadline.
+    #[error("function exceeded its {0:?} timeout")]
+    Timeout(Duration, Option<Box<Output>>),
+    /// Trapped; the message names the trap.
+    #[error("function trapped: {0}")]
+    Trap(String, Option<Box<Output>>),
+    /// Exited with a non-zero status.
+    #[error("function exited with status {0}")]
+    Exit(i32, Option<Box<Output>>),
+    /// Wrote more than `max_response_bytes` to stdout.
+    #[error("response exceeded the {0}-byte limit")]
+    ResponseTooLarge(u64, Option<Box<Output>>),
+    /// The instance pool is exhausted (too many instances alive).
+    #[error("no free instance slot: {0}")]
+    PoolExhausted(String),
+    /// A host-side failure (bad grant path, engine error).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RunError {
+    /// The guest's output, if it produced any before failing.
+    pub fn output(&self) -> Option<&Output> {
+        match self {
+            RunError::Timeout(_, o) | RunError::Trap(_, o) | RunError::Exit(_, o) | RunError::ResponseTooLarge(_, o) => {
+                o.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Runtime {
+    /// Run one request in a fresh instance of `loaded`.
+    ///
+    /// Cancellation-safe: dropping the future drops the store and instance.
+    pub async fn invoke(&self, loaded: &Loaded, inv: Invocation<'_>) -> Result<Output, RunError> {
+        let t0 = Instant::now();
+        let deadline = t0 + inv.limits.timeout();
+        let stdout = CappedPipe::new(inv.limits.max_response_bytes as usize, true);
+        let stderr = CappedPipe::new(inv.limits.max_log_bytes as usize, false);
+
+        let mut b = WasiCtxBuilder::new();
+        b.stdin(MemoryInputPipe::new(inv.stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .args(inv.args)
+            .envs(inv.env);
+        for d in inv.dirs {
+            let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            b.preopened_dir(&d.host, &d.guest, perms)
+                .map_err(|e| RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host)))?;
+        }
+        let state = HostState {
+            wasi: b.build_p1(),
+            limiter: Limiter { memory_bytes: inv.limits.memory_bytes as usize, denied: None },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // One tick ahead; on every tick, either trap (past the deadline) or
+        // yield to the scheduler so a CPU-bound guest cannot starve others.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let limits = inv.limits;
+        let run = async {
+            let instance = match loaded.pre.instantiate_async(&mut store).await {
+                Ok(i) => i,
+                Err(e) => {
+                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                        return Err(RunError::PoolExhausted(format!("{e}")));
+                    }
+                    return Err(RunError::Internal(format!("instantiation failed: {e:#}")));
+                }
+            };
+            let t_inst = t0.elapsed();
+            let start = instance
+                .get_typed_func::<(), ()>(&mut store, "_start")
+                .map_err(|e| RunError::Internal(format!("{e:#}")))?;
+            let r = start.call_async(&mut store, ()).await;
+            Ok((t_inst, r))
+        };
+
+        let outcome = tokio::time::timeout_at(deadline.into(), run).await;
+        let denied = store.data().limiter.denied;
+        drop(store);
+        let collect = |inst: Duration| {
+            let (out, overflow) = stdout.take();
+            let (err, truncated) = stderr.take();
+            (
+                Output { stdout: out, stderr: err, stderr_truncated: truncated, instantiate: inst, run: t0.elapsed().saturating_sub(inst) },
+                overflow,
+            )
+        };
+        match outcome {
+            Err(_elapsed) => {
+                let (o, _) = collect(Duration::ZERO);
+                Err(RunError::Timeout(limits.timeout(), Some(Box::new(o))))
+            }
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((inst, result))) => {
+                let (o, overflow) = collect(inst);
+                if overflow {
+                    return Err(RunError::ResponseTooLarge(limits.max_response_bytes, Some(Box::new(o))));
+                }
+                match result {
+                    Ok(()) => Ok(o),
+                    Err(e) => {
+                        if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                            if exit.0 == 0 {
+                                return Ok(o);
+                            }
+                            return Err(RunError::Exit(exit.0, Some(Box::new(o))));
+                        }
+                        match e.downcast_ref::<Trap>() {
+                            Some(Trap::Interrupt) => Err(RunError::Timeout(limits.timeout(), Some(Box::new(o)))),
+                            Some(Trap::StackOverflow) => Err(RunError::Trap("stack overflow".into(), Some(Box::new(o)))),
+                            Some(t) => {
+                                let msg = match denied {
+                                    Some(want) => format!(
+                                        "out of memory: the guest tried to grow its memory to {} bytes, past its {}-byte limit ({t})",
+                                        want, limits.memory_bytes
+                                    ),
+                                    None => t.to_string(),
+                                };
+                                Err(RunError::Trap(msg, Some(Box::new(o))))
+                            }
+                            None => Err(RunError::Trap(format!("{e:#}"), Some(Box::new(o)))),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Wisp's Wasmtime embedding: one engine per process, ahead-of-time
+//! compilation, loading precompiled artifacts, and running a request in a
+//! fresh instance under the **command ABI** (WASI preview 1, CGI/WAGI style).
+//!
+//! Lifecycle:
+//! - **once per process**: [`Runtime::new`] builds the `Engine` (pooling
+//!   allocator with copy-on-write memory images, epoch interruption, one
+//!   ticker thread) and the WASI linker;
+//! - **once per function version** (deploy): [`Runtime::compile`] validates
+//!   and precompiles; [`Runtime::load`] maps the artifact and links it into a
+//!   ready-to-instantiate [`Loaded`] template (`InstancePre`);
+//! - **once per request**: [`Runtime::invoke`] creates a new `Store`, WASI
+//!   context and instance, runs `_start` under memory and time limits, and
+//!   drops everything when done. Nothing survives between requests.
+//!
+//! It deliberately knows nothing about HTTP routing, SQL or where artifacts
+//! live: callers hand it bytes and paths.
+
+mod cgi;
+mod engine;
+mod invoke;
+mod pipe;
+
+pub use cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
+pub use engine::{Compiled, EngineOptions, Loaded, Runtime};
+pub use invoke::{Invocation, Output, RunError};
+
+/// Errors of compile and load.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not a valid module this runtime accepts; the message
+    /// says why and is safe to show to the user.
+    #[error("{0}")]
+    Invalid(String),
+    /// Host-side failure (I/O, engine).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

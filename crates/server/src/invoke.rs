@@ -1,0 +1,109 @@
+//! `ANY /fn/{name}[/{*path}]`: run a function for an HTTP request.
+
+use crate::{ApiError, AppState};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use wisp_core::ErrorKind;
+
+pub(crate) async fn invoke_root(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    run(st, name, String::new(), req).await.unwrap_or_else(|e| e.into_response())
+}
+
+pub(crate) async fn invoke_path(
+    State(st): State<Arc<AppState>>,
+    Path((name, path)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let mut p = String::with_capacity(path.len() + 1);
+    p.push('/');
+    p.push_str(&path);
+    run(st, name, p, req).await.unwrap_or_else(|e| e.into_response())
+}
+
+async fn run(
+    st: Arc<AppState>,
+    name: String,
+    path_info: String,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let remote_addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let Some(h) = st.exec.get(&name) else {
+        st.exec.metrics().error(ErrorKind::NotFound);
+        return Err(ApiError::new(ErrorKind::NotFound, format!("function {name:?} not found")));
+    };
+    let max = h.version().config.limits.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let too_large = || {
+        st.exec.metrics().error(ErrorKind::PayloadTooLarge);
+        ApiError::new(ErrorKind::PayloadTooLarge, format!("request body exceeds the function's {max}-byte limit"))
+    };
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > max {
+            return Err(too_large());
+        }
+    }
+    let body = match Limited::new(body, max as usize).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => return Err(ApiError::new(ErrorKind::BadRequest, format!("reading request body: {e}"))),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .collect();
+    let request = wisp_executor::Request {
+        method: parts.method.as_str().to_string(),
+        path_info,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers,
+        body,
+        remote_addr,
+        server_name: st.server_name.clone(),
+        server_port: st.server_port,
+    };
+    let r = st.exec.invoke(&h, request).await?;
+
+    let mut resp = Response::new(Body::from(r.body));
+    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let hs = resp.headers_mut();
+    for (k, v) in &r.headers {
+        let lk = k.to_ascii_lowercase();
+        if matches!(lk.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade") {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            hs.append(k, v);
+        }
+    }
+    if !hs.contains_key(header::CONTENT_TYPE) {
+        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&r.activation_id) {
+        hs.insert("wisp-activation-id", v);
+    }
+    hs.insert("wisp-cold", HeaderValue::from_static(if r.cold { "true" } else { "false" }));
+    let timing = format!(
+        "wait;dur={:.3}, init;dur={:.3}, run;dur={:.3}",
+        r.wait.as_secs_f64() * 1e3,
+        r.init.as_secs_f64() * 1e3,
+        r.run.as_secs_f64() * 1e3
+    );
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        hs.insert("server-timing", v);
+    }
+    Ok(resp)
+}
