@@ -37,11 +37,17 @@ pub struct ExecutorOptions {
     pub activation_queue: usize,
     /// Largest module accepted at deploy.
     pub max_module_bytes: usize,
+    /// Runtime that runs guest code. Keeping guests off the runtime that
+    /// does HTTP I/O means a CPU-bound guest can delay other guests by at
+    /// most one epoch tick, and never delays accepting or answering
+    /// requests: the OS schedules the I/O threads. `None` runs guests
+    /// inline on the caller's runtime (fine for tools and tests).
+    pub guest_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        ExecutorOptions { activation_retention: 100_000, activation_queue: 8192, max_module_bytes: 64 << 20 }
+        ExecutorOptions { activation_retention: 100_000, activation_queue: 8192, max_module_bytes: 64 << 20, guest_runtime: None }
     }
 }
 
@@ -515,10 +521,23 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         m.running.fetch_add(1, Relaxed);
         let t_run = Instant::now();
-        let result = self
-            .runtime
-            .invoke(loaded, Invocation { args: &h.args, env: &env, stdin: req.body, dirs: &h.version.config.dirs, limits })
-            .await;
+        let result = match &self.opts.guest_runtime {
+            None => {
+                self.runtime
+                    .invoke(loaded, Invocation { args: &h.args, env: &env, stdin: req.body, dirs: &h.version.config.dirs, limits })
+                    .await
+            }
+            Some(rt) => {
+                let (runtime, loaded, h2, body) = (self.runtime.clone(), loaded.clone(), h.clone(), req.body);
+                let task = rt.spawn(async move {
+                    let c = &h2.version.config;
+                    runtime.invoke(&loaded, Invocation { args: &h2.args, env: &env, stdin: body, dirs: &c.dirs, limits: &c.limits }).await
+                });
+                // If the client goes away, stop the guest too.
+                let _abort = AbortOnDrop(task.abort_handle());
+                task.await.unwrap_or_else(|e| Err(RunError::Internal(format!("guest task ended abnormally: {e}"))))
+            }
+        };
         let run = t_run.elapsed();
         m.running.fetch_sub(1, Relaxed);
         drop(permit);
@@ -622,6 +641,13 @@ impl Executor {
         let _ = writeln!(out, "# HELP wisp_pooling_allocator 1 if the pooling instance allocator is active.\n# TYPE wisp_pooling_allocator gauge\nwisp_pooling_allocator {}", self.runtime.pooling() as u8);
         self.metrics.render_errors(&mut out);
         out
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -36,7 +36,7 @@ impl Default for EngineOptions {
             pooling: true,
             pool_instances: 2000,
             max_memory_bytes: wisp_core::MAX_MEMORY_BYTES,
-            epoch_tick: Duration::from_millis(5),
+            epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 512 << 10,
         }
     }

@@ -24,8 +24,9 @@ fn main() {
         let mut iv = [0u8; 16];
         rng.fill_bytes(&mut key);
         rng.fill_bytes(&mut iv);
-        let message: Vec<u8> =
-            (0..length).map(|_| ALPHABET[(rng.next_u32() % ALPHABET.len() as u32) as usize]).collect();
+        let message: Vec<u8> = (0..length)
+            .map(|_| ALPHABET[(rng.next_u32() % ALPHABET.len() as u32) as usize])
+            .collect();
 
         let mut ciphertext = Vec::new();
         for _ in 0..iterations {

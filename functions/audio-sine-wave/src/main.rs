@@ -13,13 +13,20 @@ fn main() {
         let amplitude: f64 = req.param_or("amplitude", 1.0)?;
         let samples = (duration * rate as f64).round();
         if !(0.0..=100_000_000.0).contains(&samples) || rate == 0 {
-            return Err(Error::bad_request("duration × rate must give between 0 and 100 000 000 samples"));
+            return Err(Error::bad_request(
+                "duration × rate must give between 0 and 100 000 000 samples",
+            ));
         }
         if !(0.0..=1.0).contains(&amplitude) {
             return Err(Error::bad_request("amplitude must be between 0 and 1"));
         }
         let samples = samples as u64;
-        let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut cursor = Cursor::new(Vec::with_capacity(44 + 2 * samples as usize));
         {
             let mut writer = hound::WavWriter::new(&mut cursor, spec)?;
@@ -34,7 +41,10 @@ fn main() {
         match req.param("out").filter(|o| !o.is_empty()) {
             Some(out) => {
                 wisp_sdk::fs::write(out, &wav)?;
-                Ok(Response::text(format!("wrote {} bytes ({samples} samples, {freq} Hz, {rate} Hz, 16-bit mono) to {out}\n", wav.len())))
+                Ok(Response::text(format!(
+                    "wrote {} bytes ({samples} samples, {freq} Hz, {rate} Hz, 16-bit mono) to {out}\n",
+                    wav.len()
+                )))
             }
             None => Ok(Response::bytes("audio/wav", wav).header("X-Samples", samples)),
         }

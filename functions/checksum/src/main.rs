@@ -16,7 +16,10 @@ fn main() {
             Some(path) => (path.to_string(), wisp_sdk::fs::read(path)?),
             None => ("body".to_string(), req.body.clone()),
         };
-        let algos = req.param("algo").filter(|a| !a.is_empty()).unwrap_or("md5,sha256,sha512");
+        let algos = req
+            .param("algo")
+            .filter(|a| !a.is_empty())
+            .unwrap_or("md5,sha256,sha512");
         let mut out = Map::new();
         out.insert("source".into(), json!(source));
         out.insert("bytes".into(), json!(data.len()));
@@ -25,7 +28,11 @@ fn main() {
                 "md5" => hex(&Md5::digest(&data)),
                 "sha256" => hex(&Sha256::digest(&data)),
                 "sha512" => hex(&Sha512::digest(&data)),
-                other => return Err(Error::bad_request(format!("unknown algo {other:?} (use md5, sha256, sha512)"))),
+                other => {
+                    return Err(Error::bad_request(format!(
+                        "unknown algo {other:?} (use md5, sha256, sha512)"
+                    )));
+                }
             };
             out.insert(algo.to_string(), Value::String(digest));
         }

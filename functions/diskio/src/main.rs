@@ -4,7 +4,7 @@
 //! it. The answer is deterministic; the timings go to stderr.
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wisp_sdk::{Error, Request, Response};
 
@@ -22,8 +22,11 @@ fn line(i: u64) -> String {
     format!("{i:08} {PAYLOAD}\n")
 }
 
-fn create_scratch(dir: &PathBuf) -> Result<(Scratch, File), Error> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+fn create_scratch(dir: &Path) -> Result<(Scratch, File), Error> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     for attempt in 0..100u32 {
         let path = dir.join(format!(".wisp-diskio-{nanos:x}-{attempt}.tmp"));
         match OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -39,7 +42,11 @@ fn main() {
     wisp_sdk::serve(|req: Request| {
         let lines: u64 = req.param_or("lines", 100_000)?;
         let sync: bool = req.param_or("sync", true)?;
-        let dir_param = req.param("dir").filter(|d| !d.is_empty()).unwrap_or("/data").to_string();
+        let dir_param = req
+            .param("dir")
+            .filter(|d| !d.is_empty())
+            .unwrap_or("/data")
+            .to_string();
         let dir = wisp_sdk::fs::require_dir(&dir_param)?;
         let (scratch, file) = create_scratch(&dir)?;
         let path = scratch.0.clone();
@@ -68,14 +75,21 @@ fn main() {
         let (mut read, mut count) = (0u64, 0u64);
         for l in reader.lines() {
             let l = l.map_err(io("read"))?;
-            if l.len() + 1 != line(count).len() || l.as_bytes() != &line(count).as_bytes()[..l.len()] {
-                return Err(Error::msg(format!("line {} read back differs: {l:?}", count + 1)));
+            if l.len() + 1 != line(count).len()
+                || l.as_bytes() != &line(count).as_bytes()[..l.len()]
+            {
+                return Err(Error::msg(format!(
+                    "line {} read back differs: {l:?}",
+                    count + 1
+                )));
             }
             read += l.len() as u64 + 1;
             count += 1;
         }
         if count != lines {
-            return Err(Error::msg(format!("read back {count} lines, wrote {lines}")));
+            return Err(Error::msg(format!(
+                "read back {count} lines, wrote {lines}"
+            )));
         }
         let t2 = Instant::now();
         eprintln!(

@@ -6,7 +6,7 @@ use wisp_sdk::{Request, Response, serde_json};
 
 fn main() {
     wisp_sdk::serve(|req: Request| {
-        Ok::<_, wisp_sdk::Error>(Response::json(&json!({
+        Ok(Response::json(&json!({
             "method": req.method,
             "path": req.path,
             "query": req.query,

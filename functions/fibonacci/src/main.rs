@@ -22,13 +22,20 @@ struct Output {
 }
 
 fn fib(n: u32) -> u64 {
-    if n < 2 { n as u64 } else { fib(n - 1) + fib(n - 2) }
+    if n < 2 {
+        n as u64
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
 }
 
 fn main() {
     wisp_sdk::json(|input: Input| {
         if input.n > 93 {
-            return Err(wisp_sdk::Error::bad_request(format!("n={} is too large: fib(n) overflows u64 above 93", input.n)));
+            return Err(wisp_sdk::Error::bad_request(format!(
+                "n={} is too large: fib(n) overflows u64 above 93",
+                input.n
+            )));
         }
         let result = fib(std::hint::black_box(input.n));
         Ok(Output { n: input.n, result })

@@ -14,7 +14,7 @@ fn main() {
             c += libm::cos(x);
             q += x.sqrt();
         }
-        Ok::<_, wisp_sdk::Error>(Response::text(format!(
+        Ok(Response::text(format!(
             "float-operation n={n} sum={}\nsin={s} cos={c} sqrt={q}\n",
             s + c + q
         )))

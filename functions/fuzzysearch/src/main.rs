@@ -16,7 +16,11 @@ fn levenshtein(a: &[char], b: &[char], row: &mut Vec<usize>) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let up = row[j + 1];
-            row[j + 1] = if ca == cb { diag } else { 1 + diag.min(up).min(row[j]) };
+            row[j + 1] = if ca == cb {
+                diag
+            } else {
+                1 + diag.min(up).min(row[j])
+            };
             diag = up;
         }
     }

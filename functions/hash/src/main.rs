@@ -7,7 +7,10 @@ fn main() {
     wisp_sdk::serve(|req: Request| {
         let iterations: u64 = req.param_or("iterations", 1000)?;
         let input: Vec<u8> = if req.body.is_empty() {
-            req.param("input").unwrap_or("Hello World").as_bytes().to_vec()
+            req.param("input")
+                .unwrap_or("Hello World")
+                .as_bytes()
+                .to_vec()
         } else {
             req.body
         };
@@ -15,6 +18,6 @@ fn main() {
         for _ in 0..iterations {
             hasher.update(std::hint::black_box(&input));
         }
-        Ok::<_, wisp_sdk::Error>(Response::text(format!("{}\n", hasher.finalize().to_hex())))
+        Ok(Response::text(format!("{}\n", hasher.finalize().to_hex())))
     });
 }

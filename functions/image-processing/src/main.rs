@@ -1,4 +1,4 @@
-//! FunctionBench `image_processing` (as in the 2023 suite): decodes a PNG (the
+//! Image processing as in the 2023 suite (`imageprocessing`): decodes a PNG (the
 //! request body, or `?file=` in a granted directory), inverts its colours,
 //! resizes it to `?width=` × `?height=` (default 800 × 800, bilinear/triangle
 //! filter), rotates it clockwise by `?angle=` degrees (default 45; the canvas
@@ -38,7 +38,12 @@ fn rotate(src: &RgbaImage, degrees: f64) -> RgbaImage {
         let (x0, y0) = (sx.floor(), sy.floor());
         let (fx, fy) = (sx - x0, sy - y0);
         let (x0, y0) = (x0 as i64, y0 as i64);
-        let (p00, p10, p01, p11) = (px(x0, y0), px(x0 + 1, y0), px(x0, y0 + 1), px(x0 + 1, y0 + 1));
+        let (p00, p10, p01, p11) = (
+            px(x0, y0),
+            px(x0 + 1, y0),
+            px(x0, y0 + 1),
+            px(x0 + 1, y0 + 1),
+        );
         let mut out = [0u8; 4];
         for k in 0..4 {
             let top = p00[k] + (p10[k] - p00[k]) * fx;
@@ -55,7 +60,9 @@ fn main() {
         let height: u32 = req.param_or("height", 800)?;
         let angle: f64 = req.param_or("angle", 45.0)?;
         if width == 0 || height == 0 || width > 8192 || height > 8192 || !angle.is_finite() {
-            return Err(Error::bad_request("width and height must be 1..=8192 and angle finite"));
+            return Err(Error::bad_request(
+                "width and height must be 1..=8192 and angle finite",
+            ));
         }
         let data = match req.param("file").filter(|f| !f.is_empty()) {
             Some(path) => wisp_sdk::fs::read(path)?,
@@ -66,7 +73,8 @@ fn main() {
                 ));
             }
         };
-        let img = image::load_from_memory(&data).map_err(|e| Error::bad_request(format!("decoding the image: {e}")))?;
+        let img = image::load_from_memory(&data)
+            .map_err(|e| Error::bad_request(format!("decoding the image: {e}")))?;
         let (iw, ih) = (img.width(), img.height());
         let mut rgba = img.into_rgba8();
         imageops::invert(&mut rgba);

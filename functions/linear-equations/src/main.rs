@@ -14,7 +14,10 @@ struct Normal {
 
 impl Normal {
     fn new(seed: u64) -> Normal {
-        Normal { rng: ChaCha8Rng::seed_from_u64(seed), spare: None }
+        Normal {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            spare: None,
+        }
     }
     fn unit(&mut self) -> f64 {
         (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -75,7 +78,9 @@ fn main() {
         let n: usize = req.param_or("unknowns", 500)?;
         let seed: u64 = req.param_or("seed", 42)?;
         if n == 0 || n > 8192 {
-            return Err(Error::bad_request(format!("unknowns={n} must be between 1 and 8192")));
+            return Err(Error::bad_request(format!(
+                "unknowns={n} must be between 1 and 8192"
+            )));
         }
         let mut normal = Normal::new(seed);
         let a: Vec<f64> = (0..n * n).map(|_| normal.next()).collect();
@@ -85,13 +90,23 @@ fn main() {
         let secs = start.elapsed().as_secs_f64();
         let residual = (0..n)
             .map(|i| {
-                let ax: f64 = a[i * n..(i + 1) * n].iter().zip(&x).map(|(aij, xj)| aij * xj).sum();
+                let ax: f64 = a[i * n..(i + 1) * n]
+                    .iter()
+                    .zip(&x)
+                    .map(|(aij, xj)| aij * xj)
+                    .sum();
                 (ax - b[i]).abs()
             })
             .fold(0.0f64, f64::max);
         let checksum: f64 = x.iter().sum();
         let flops = 2.0 / 3.0 * (n as f64).powi(3) + 2.0 * (n as f64).powi(2);
-        eprintln!("linear-equations: n={n} solved in {:.3} ms ({:.1} MFLOP/s)", secs * 1e3, flops / secs / 1e6);
-        Ok(Response::text(format!("linear-equations n={n} seed={seed} residual={residual:e} checksum={checksum}\n")))
+        eprintln!(
+            "linear-equations: n={n} solved in {:.3} ms ({:.1} MFLOP/s)",
+            secs * 1e3,
+            flops / secs / 1e6
+        );
+        Ok(Response::text(format!(
+            "linear-equations n={n} seed={seed} residual={residual:e} checksum={checksum}\n"
+        )))
     });
 }

@@ -14,7 +14,10 @@ struct Normal {
 
 impl Normal {
     fn new(seed: u64) -> Normal {
-        Normal { rng: ChaCha8Rng::seed_from_u64(seed), spare: None }
+        Normal {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            spare: None,
+        }
     }
     fn unit(&mut self) -> f64 {
         (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -37,7 +40,9 @@ fn main() {
         let n: usize = req.param_or("dimensions", 500)?;
         let seed: u64 = req.param_or("seed", 42)?;
         if n == 0 || n > 8192 {
-            return Err(Error::bad_request(format!("dimensions={n} must be between 1 and 8192")));
+            return Err(Error::bad_request(format!(
+                "dimensions={n} must be between 1 and 8192"
+            )));
         }
         let mut normal = Normal::new(seed);
         let a: Vec<f64> = (0..n * n).map(|_| normal.next()).collect();
@@ -55,6 +60,8 @@ fn main() {
         }
         let checksum: f64 = c.iter().sum();
         let trace: f64 = (0..n).map(|i| c[i * n + i]).sum();
-        Ok(Response::text(format!("matmul {n}x{n} seed={seed} checksum={checksum} trace={trace}\n")))
+        Ok(Response::text(format!(
+            "matmul {n}x{n} seed={seed} checksum={checksum} trace={trace}\n"
+        )))
     });
 }

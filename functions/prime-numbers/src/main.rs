@@ -37,6 +37,6 @@ fn main() {
             let _ = write!(out, "{sep}{p}");
         }
         out.push('\n');
-        Ok::<_, wisp_sdk::Error>(Response::text(out))
+        Ok(Response::text(out))
     });
 }

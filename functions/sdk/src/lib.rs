@@ -34,18 +34,19 @@
 //!         if req.method != "GET" {
 //!             return Ok(Response::text("use GET\n").status(405).header("Allow", "GET"));
 //!         }
-//!         Ok::<_, wisp_sdk::Error>(Response::text(format!("n = {n}\n")))
+//!         Ok(Response::text(format!("n = {n}\n")))
 //!     });
 //! }
 //! ```
 //!
-//! The handler returns `Result<Response, E>` for any `E: Into<wisp_sdk::Error>`;
-//! every `std::error::Error + Send + Sync + 'static` converts (so `?` works on
-//! I/O, parse and serde errors). An error is answered with its status (500
-//! unless built with [`Error::new`] / [`Error::bad_request`] …), `Content-Type:
-//! text/plain; charset=utf-8`, and the message plus a newline as the body; the
-//! message is also written to stderr. The process still exits 0 so the host
-//! passes that status through.
+//! The handler returns [`wisp_sdk::Result<Response>`](Result) (error type
+//! [`Error`]). Every `std::error::Error + Send + Sync + 'static` converts into
+//! [`Error`] with `?` (I/O, parse, serde, image … errors), so closures need no
+//! type annotations. An error is answered with its status (500 unless built
+//! with [`Error::new`] / [`Error::bad_request`] …), `Content-Type: text/plain;
+//! charset=utf-8`, and the message plus a newline as the body; the message is
+//! also written to stderr. The process still exits 0 so the host passes that
+//! status through.
 //!
 //! ## Action-style functions: [`json`]
 //!
@@ -62,7 +63,7 @@
 //!
 //! fn main() {
 //!     wisp_sdk::json(|input: In| {
-//!         Ok::<_, wisp_sdk::Error>(Out { n: input.n, square: u64::from(input.n).pow(2) })
+//!         Ok(Out { n: input.n, square: u64::from(input.n).pow(2) })
 //!     });
 //! }
 //! ```
@@ -115,7 +116,10 @@ pub struct Error {
 impl Error {
     /// An error with an explicit HTTP status.
     pub fn new(status: u16, message: impl fmt::Display) -> Error {
-        Error { status, message: message.to_string() }
+        Error {
+            status,
+            message: message.to_string(),
+        }
     }
 
     /// A 500 Internal Server Error with this message.
@@ -171,7 +175,13 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Error({} {}: {:?})", self.status, reason_phrase(self.status), self.message)
+        write!(
+            f,
+            "Error({} {}: {:?})",
+            self.status,
+            reason_phrase(self.status),
+            self.message
+        )
     }
 }
 
@@ -208,7 +218,9 @@ impl Request {
         let var = |k: &str| std::env::var(k).ok();
         let mut headers = BTreeMap::new();
         for (k, v) in std::env::vars_os() {
-            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
+            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+                continue;
+            };
             if let Some(name) = k.strip_prefix("HTTP_") {
                 headers.insert(name.to_ascii_lowercase().replace('_', "-"), v.to_string());
             }
@@ -224,17 +236,32 @@ impl Request {
         let stdin = io::stdin();
         match content_length {
             Some(n) => {
-                stdin.lock().take(n).read_to_end(&mut body).map_err(|e| Error::from(e).context("reading the request body"))?;
+                stdin
+                    .lock()
+                    .take(n)
+                    .read_to_end(&mut body)
+                    .map_err(|e| Error::from(e).context("reading the request body"))?;
             }
             None if !stdin.is_terminal() => {
-                stdin.lock().read_to_end(&mut body).map_err(|e| Error::from(e).context("reading the request body"))?;
+                stdin
+                    .lock()
+                    .read_to_end(&mut body)
+                    .map_err(|e| Error::from(e).context("reading the request body"))?;
             }
             None => {}
         }
-        let method = var("REQUEST_METHOD").filter(|m| !m.is_empty()).unwrap_or_else(|| "GET".into());
+        let method = var("REQUEST_METHOD")
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "GET".into());
         let path = var("PATH_INFO").unwrap_or_default();
         let query_string = var("QUERY_STRING").unwrap_or_default();
-        Ok(Request::from_parts(&method, &path, &query_string, headers, body))
+        Ok(Request::from_parts(
+            &method,
+            &path,
+            &query_string,
+            headers,
+            body,
+        ))
     }
 
     /// Builds a request by hand (tests, local tools). Header names are
@@ -255,7 +282,10 @@ impl Request {
             path: path.to_string(),
             query_string: query_string.to_string(),
             query: parse_query(query_string).into_iter().collect(),
-            headers: headers.into_iter().map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into())).collect(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into()))
+                .collect(),
             body: body.into(),
         }
     }
@@ -285,16 +315,17 @@ impl Request {
     {
         match self.param(name) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse::<T>()
-                .map(Some)
-                .map_err(|e| Error::bad_request(format!("invalid query parameter {name}={v}: {e}"))),
+            Some(v) => v.parse::<T>().map(Some).map_err(|e| {
+                Error::bad_request(format!("invalid query parameter {name}={v}: {e}"))
+            }),
         }
     }
 
     /// A header by name, case-insensitively (`req.header("Content-Type")`).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase().replace('_', "-")).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase().replace('_', "-"))
+            .map(String::as_str)
     }
 
     /// The `content-type` header, if any.
@@ -304,12 +335,14 @@ impl Request {
 
     /// The body as UTF-8 text (400 if it is not valid UTF-8).
     pub fn body_text(&self) -> Result<&str> {
-        std::str::from_utf8(&self.body).map_err(|e| Error::bad_request(format!("request body is not UTF-8: {e}")))
+        std::str::from_utf8(&self.body)
+            .map_err(|e| Error::bad_request(format!("request body is not UTF-8: {e}")))
     }
 
     /// The body parsed as JSON into `T` (400 on failure).
     pub fn body_json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 
     /// The action input: the JSON body (empty = `{}`) merged with the query
@@ -325,13 +358,18 @@ impl Request {
         let value = match body {
             Value::Object(mut obj) => {
                 for (k, v) in &self.query {
-                    let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()));
+                    let v = serde_json::from_str::<Value>(v)
+                        .unwrap_or_else(|_| Value::String(v.clone()));
                     obj.insert(k.clone(), v);
                 }
                 Value::Object(obj)
             }
             other if self.query.is_empty() => other,
-            _ => return Err(Error::bad_request("the JSON body must be an object to be merged with query parameters")),
+            _ => {
+                return Err(Error::bad_request(
+                    "the JSON body must be an object to be merged with query parameters",
+                ));
+            }
         };
         serde_json::from_value(value).map_err(|e| Error::bad_request(format!("invalid input: {e}")))
     }
@@ -357,16 +395,14 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -400,14 +436,20 @@ pub struct Response {
 
 impl Default for Response {
     fn default() -> Response {
-        Response { status: 200, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 }
 
 impl Response {
     /// 200 with `content_type` and this body.
     pub fn bytes(content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        Response::default().header("Content-Type", content_type).with_body(body)
+        Response::default()
+            .header("Content-Type", content_type)
+            .with_body(body)
     }
 
     /// 200 `text/plain; charset=utf-8`.
@@ -424,7 +466,9 @@ impl Response {
                 body.push(b'\n');
                 Response::bytes("application/json", body)
             }
-            Err(e) => Response::from_error(&Error::msg(format!("serializing the JSON response: {e}"))),
+            Err(e) => {
+                Response::from_error(&Error::msg(format!("serializing the JSON response: {e}")))
+            }
         }
     }
 
@@ -459,7 +503,10 @@ impl Response {
 
     /// The value of a header (case-insensitive).
     pub fn get_header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Writes the CGI form: `Status: CODE REASON` (only when not 200), the
@@ -469,7 +516,11 @@ impl Response {
         let clean = |s: &str| s.replace(['\r', '\n'], " ");
         let mut head = String::new();
         if self.status != 200 {
-            head.push_str(&format!("Status: {} {}\n", self.status, reason_phrase(self.status)));
+            head.push_str(&format!(
+                "Status: {} {}\n",
+                self.status,
+                reason_phrase(self.status)
+            ));
         }
         for (n, v) in &self.headers {
             if n.eq_ignore_ascii_case("status") {
@@ -520,15 +571,19 @@ pub fn reason_phrase(code: u16) -> &'static str {
 /// Runs an HTTP-style handler: reads the [`Request`] from the CGI environment
 /// and stdin, calls `handler`, writes the [`Response`] (or the error, see
 /// [`Error`]) to stdout. Exits the process with 1 only if stdout fails.
-pub fn serve<F, E>(handler: F)
+pub fn serve<F>(handler: F)
 where
-    F: FnOnce(Request) -> std::result::Result<Response, E>,
-    E: Into<Error>,
+    F: FnOnce(Request) -> Result<Response>,
 {
-    let response = match Request::from_env().and_then(|req| handler(req).map_err(Into::into)) {
+    let response = match Request::from_env().and_then(handler) {
         Ok(resp) => resp,
         Err(err) => {
-            eprintln!("error: {} ({} {})", err.message, err.status, reason_phrase(err.status));
+            eprintln!(
+                "error: {} ({} {})",
+                err.message,
+                err.status,
+                reason_phrase(err.status)
+            );
             Response::from_error(&err)
         }
     };
@@ -541,17 +596,15 @@ where
 
 /// Runs an action-style handler: the input is [`Request::input`] (JSON body
 /// merged with query parameters), the output is answered as JSON.
-pub fn json<I, O, E, F>(handler: F)
+pub fn json<I, O, F>(handler: F)
 where
     I: DeserializeOwned,
     O: Serialize,
-    F: FnOnce(I) -> std::result::Result<O, E>,
-    E: Into<Error>,
+    F: FnOnce(I) -> Result<O>,
 {
-    serve(|req: Request| -> Result<Response> {
+    serve(|req: Request| {
         let input: I = req.input()?;
-        let output = handler(input).map_err(Into::into)?;
-        Ok(Response::json(&output))
+        Ok(Response::json(&handler(input)?))
     })
 }
 
@@ -596,7 +649,11 @@ pub mod fs {
                 root.display()
             ));
         }
-        let status = if err.kind() == io::ErrorKind::NotFound { 404 } else { 500 };
+        let status = if err.kind() == io::ErrorKind::NotFound {
+            404
+        } else {
+            500
+        };
         Error::new(status, format!("{op} {}: {err}", path.display()))
     }
 
@@ -617,7 +674,10 @@ pub mod fs {
         let path = path.as_ref();
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => Ok(path.to_path_buf()),
-            Ok(_) => Err(Error::bad_request(format!("{} is not a directory", path.display()))),
+            Ok(_) => Err(Error::bad_request(format!(
+                "{} is not a directory",
+                path.display()
+            ))),
             Err(e) => Err(io_error("open directory", path, e)),
         }
     }
@@ -632,7 +692,13 @@ mod tests {
     use super::*;
 
     fn req(qs: &str, body: &str) -> Request {
-        Request::from_parts("POST", "/x", qs, [("Content-Type", "application/json")], body)
+        Request::from_parts(
+            "POST",
+            "/x",
+            qs,
+            [("Content-Type", "application/json")],
+            body,
+        )
     }
 
     #[test]
@@ -674,9 +740,19 @@ mod tests {
             flag: bool,
         }
         let r = req("n=40&name=Bob", r#"{"n": 1, "flag": true, "name": "x"}"#);
-        assert_eq!(r.input::<In>().unwrap(), In { n: 40, name: "Bob".into(), flag: true });
+        assert_eq!(
+            r.input::<In>().unwrap(),
+            In {
+                n: 40,
+                name: "Bob".into(),
+                flag: true
+            }
+        );
         assert_eq!(req("", "[1]").input::<Vec<u8>>().unwrap(), vec![1]);
-        assert_eq!(req("a=1", "[1]").input::<Vec<u8>>().unwrap_err().status(), 400);
+        assert_eq!(
+            req("a=1", "[1]").input::<Vec<u8>>().unwrap_err().status(),
+            400
+        );
         assert_eq!(req("", "{").input::<In>().unwrap_err().status(), 400);
     }
 
@@ -711,16 +787,28 @@ mod tests {
         assert_eq!(e.status(), 500);
         let resp = Response::from_error(&e.context("parsing"));
         assert_eq!(resp.status, 500);
-        assert!(String::from_utf8(resp.body).unwrap().starts_with("parsing: invalid digit"));
+        assert!(
+            String::from_utf8(resp.body)
+                .unwrap()
+                .starts_with("parsing: invalid digit")
+        );
     }
 
     #[test]
     fn grant_errors() {
         let p = std::path::Path::new("/wisp-no-such-grant/x/y");
-        assert_eq!(fs::grant_root(p), std::path::PathBuf::from("/wisp-no-such-grant"));
+        assert_eq!(
+            fs::grant_root(p),
+            std::path::PathBuf::from("/wisp-no-such-grant")
+        );
         let e = fs::read(p).unwrap_err();
         assert_eq!(e.status(), 500);
-        assert!(e.message().contains("no directory is granted at /wisp-no-such-grant"), "{}", e.message());
+        assert!(
+            e.message()
+                .contains("no directory is granted at /wisp-no-such-grant"),
+            "{}",
+            e.message()
+        );
         let e = fs::read("/proc/wisp-no-such-file").unwrap_err();
         assert_eq!(e.status(), 404);
     }

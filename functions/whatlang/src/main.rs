@@ -8,7 +8,10 @@ use wisp_sdk::{Request, Response};
 fn main() {
     wisp_sdk::serve(|req: Request| {
         let text = if req.body.is_empty() {
-            req.param("text").filter(|t| !t.is_empty()).unwrap_or("The quick brown fox jumps over the lazy dog").to_string()
+            req.param("text")
+                .filter(|t| !t.is_empty())
+                .unwrap_or("The quick brown fox jumps over the lazy dog")
+                .to_string()
         } else {
             req.body_text()?.to_string()
         };
@@ -20,8 +23,10 @@ fn main() {
                 "confidence": info.confidence(),
                 "reliable": info.is_reliable(),
             }),
-            None => json!({ "lang": null, "name": null, "script": null, "confidence": 0.0, "reliable": false }),
+            None => {
+                json!({ "lang": null, "name": null, "script": null, "confidence": 0.0, "reliable": false })
+            }
         };
-        Ok::<_, wisp_sdk::Error>(Response::json(&body))
+        Ok(Response::json(&body))
     });
 }

@@ -8,7 +8,13 @@ use wisp_sdk::{Error, Request, Response};
 use zip::write::SimpleFileOptions;
 
 /// Relative paths of all directories and regular files under `root`, sorted.
-fn walk(root: &Path, rel: &Path, skip: Option<&Path>, dirs: &mut Vec<PathBuf>, files: &mut Vec<PathBuf>) -> Result<(), Error> {
+fn walk(
+    root: &Path,
+    rel: &Path,
+    skip: Option<&Path>,
+    dirs: &mut Vec<PathBuf>,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), Error> {
     let here = root.join(rel);
     let rd = std::fs::read_dir(&here).map_err(|e| wisp_sdk::fs::io_error("list", &here, e))?;
     let mut entries = Vec::new();
@@ -23,7 +29,8 @@ fn walk(root: &Path, rel: &Path, skip: Option<&Path>, dirs: &mut Vec<PathBuf>, f
         if Some(full.as_path()) == skip {
             continue;
         }
-        let meta = std::fs::metadata(&full).map_err(|e| wisp_sdk::fs::io_error("stat", &full, e))?;
+        let meta =
+            std::fs::metadata(&full).map_err(|e| wisp_sdk::fs::io_error("stat", &full, e))?;
         if meta.is_dir() {
             dirs.push(rel_path.clone());
             walk(root, &rel_path, skip, dirs, files)?;
@@ -35,14 +42,24 @@ fn walk(root: &Path, rel: &Path, skip: Option<&Path>, dirs: &mut Vec<PathBuf>, f
 }
 
 fn zip_name(p: &Path) -> String {
-    p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Writes the archive; returns (files, uncompressed bytes).
-fn zip_into<W: Write + Seek>(w: W, root: &Path, dirs: &[PathBuf], files: &[PathBuf]) -> Result<(W, u64), Error> {
+fn zip_into<W: Write + Seek>(
+    w: W,
+    root: &Path,
+    dirs: &[PathBuf],
+    files: &[PathBuf],
+) -> Result<(W, u64), Error> {
     let mut zip = zip::ZipWriter::new(w);
     let base = SimpleFileOptions::default().last_modified_time(zip::DateTime::default());
-    let file_opts = base.compression_method(zip::CompressionMethod::Deflated).unix_permissions(0o644);
+    let file_opts = base
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o644);
     let dir_opts = base.unix_permissions(0o755);
     for d in dirs {
         zip.add_directory(zip_name(d), dir_opts)?;
@@ -60,14 +77,22 @@ fn zip_into<W: Write + Seek>(w: W, root: &Path, dirs: &[PathBuf], files: &[PathB
 
 fn main() {
     wisp_sdk::serve(|req: Request| {
-        let dir = req.param("dir").filter(|d| !d.is_empty()).unwrap_or("/data").to_string();
+        let dir = req
+            .param("dir")
+            .filter(|d| !d.is_empty())
+            .unwrap_or("/data")
+            .to_string();
         let root = wisp_sdk::fs::require_dir(&dir)?;
-        let out = req.param("out").filter(|o| !o.is_empty()).map(PathBuf::from);
+        let out = req
+            .param("out")
+            .filter(|o| !o.is_empty())
+            .map(PathBuf::from);
         let (mut dirs, mut files) = (Vec::new(), Vec::new());
         walk(&root, Path::new(""), out.as_deref(), &mut dirs, &mut files)?;
         match out {
             Some(out) => {
-                let file = std::fs::File::create(&out).map_err(|e| wisp_sdk::fs::io_error("create", &out, e))?;
+                let file = std::fs::File::create(&out)
+                    .map_err(|e| wisp_sdk::fs::io_error("create", &out, e))?;
                 let (file, total) = zip_into(file, &root, &dirs, &files)?;
                 let size = file.metadata()?.len();
                 Ok(Response::text(format!(

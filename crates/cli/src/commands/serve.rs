@@ -37,9 +37,12 @@ pub struct ServeCommand {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, e.g. 10s.
     #[arg(long, env = "WISP_DRAIN_TIMEOUT", default_value = "10s", value_parser = wisp_core::units::parse_duration)]
     drain_timeout: Duration,
-    /// Worker threads of the async runtime (default: one per core).
+    /// Threads doing HTTP I/O (default: one per core).
     #[arg(long, env = "WISP_WORKERS")]
     workers: Option<usize>,
+    /// Threads running guest code (default: one per core).
+    #[arg(long, env = "WISP_GUEST_WORKERS")]
+    guest_workers: Option<usize>,
     /// Log as JSON lines (filter with WISP_LOG, default `info`).
     #[arg(long, env = "WISP_LOG_JSON")]
     log_json: bool,
@@ -57,10 +60,21 @@ impl ServeCommand {
         if let Some(w) = self.workers {
             rt.worker_threads(w.max(1));
         }
-        rt.build()?.block_on(self.serve())
+        let io = rt.build()?;
+        // Guest code runs on its own runtime; see ExecutorOptions::guest_runtime.
+        let mut g = tokio::runtime::Builder::new_multi_thread();
+        g.enable_all().thread_name("wisp-guest");
+        if let Some(w) = self.guest_workers {
+            g.worker_threads(w.max(1));
+        }
+        let guests = g.build()?;
+        let code = io.block_on(self.serve(guests.handle().clone()));
+        guests.shutdown_timeout(Duration::from_secs(1));
+        code
     }
 
-    async fn serve(self) -> Result<i32> {
+    async fn serve(self, guests: tokio::runtime::Handle) -> Result<i32> {
+        raise_nofile_limit();
         let runtime = Arc::new(
             Runtime::new(EngineOptions { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..Default::default() })
                 .context("starting the Wasm engine")?,
@@ -71,7 +85,12 @@ impl ServeCommand {
         let exec = Executor::start(
             runtime.clone(),
             store,
-            ExecutorOptions { activation_retention: self.activation_retention, max_module_bytes: self.max_module as usize, ..Default::default() },
+            ExecutorOptions {
+                activation_retention: self.activation_retention,
+                max_module_bytes: self.max_module as usize,
+                guest_runtime: Some(guests),
+                ..Default::default()
+            },
         )
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("loading functions from the store")?;
@@ -120,6 +139,19 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// A server holds a socket per connection: lift the soft open-files limit
+/// to the hard one, as most servers do.
+fn raise_nofile_limit() {
+    // SAFETY: plain libc calls with a valid, initialised struct.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
     }
 }
 

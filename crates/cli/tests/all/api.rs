@@ -94,7 +94,7 @@ async fn cgi_status_headers_env_query_and_body() {
     ] {
         assert!(t.contains(want), "missing {want:?} in:\n{t}");
     }
-    assert!(!t.contains("from-query"), "query must not override configured env:\n{t}");
+    assert!(!t.contains("\nMODE=from-query"), "query must not override configured env:\n{t}");
     assert!(!t.contains("HTTP_AUTHORIZATION"), "credentials must not reach the guest:\n{t}");
     assert!(!t.contains("\nPATH=") && !t.contains("\nHOME="), "host env must not leak:\n{t}");
 

@@ -85,13 +85,17 @@ async fn memory_bomb_and_stack_overflow_fail_cleanly() {
     assert_eq!(r.status, 500);
     assert_eq!(error_code(&r), "trap");
     assert!(r.text().contains("stack overflow"), "{}", r.text());
+    // Overflowing the shadow stack in linear memory also fails cleanly.
+    let r = c.get("/fn/stack?mode=shadow").await.unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(error_code(&r), "trap");
 
     // Both again, concurrently, next to a healthy function.
     let (a, b, h) = tokio::join!(c.get("/fn/bomb"), c.get("/fn/stack"), c.get("/fn/hello"));
     assert_eq!(a.unwrap().status, 500);
     assert_eq!(b.unwrap().status, 500);
     assert_eq!(h.unwrap().status, 200);
-    assert_eq!(s.metric("wisp_errors_total{kind=\"trap\"}").await, 4.0);
+    assert_eq!(s.metric("wisp_errors_total{kind=\"trap\"}").await, 5.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
