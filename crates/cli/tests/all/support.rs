@@ -11,30 +11,58 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-/// Fixtures the core tests use; all live in `functions/`.
-const FIXTURES: &[&str] = &["hello", "counter", "sleep", "test-empty", "test-spin", "test-membomb", "test-stack", "test-cgi"];
+/// One built guest program, from `functions/target/manifest.json`.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub wasm: PathBuf,
+    pub native: Option<PathBuf>,
+}
 
-/// Path of a guest built for wasm32-wasip1. The functions workspace is built
-/// once per test run (cargo makes it a no-op when up to date).
-pub fn guest(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
+/// Build every guest (wasm + native) once per test run with
+/// `scripts/build-functions` (a cargo no-op when up to date, as in CI where
+/// `.ci/run` built them already) and read the manifest.
+pub fn manifest() -> &'static std::collections::HashMap<String, Built> {
+    static M: OnceLock<std::collections::HashMap<String, Built>> = OnceLock::new();
+    M.get_or_init(|| {
         let root = repo_root();
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(root.join("functions"))
-            .args(["build", "--release", "--target", "wasm32-wasip1", "--quiet"]);
-        for f in FIXTURES {
-            cmd.args(["-p", f]);
-        }
-        // Don't inherit the outer cargo's target dir or flags.
-        cmd.env_remove("CARGO_TARGET_DIR").env_remove("RUSTFLAGS").env_remove("CARGO_BUILD_TARGET");
-        let st = cmd.status().expect("running cargo for the guest functions");
-        assert!(st.success(), "building guest functions failed");
-        root.join("functions/target/wasm32-wasip1/release")
-    });
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(p.exists(), "guest {name} not built at {}", p.display());
-    p
+        let st = Command::new(root.join("scripts/build-functions"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .stdout(Stdio::null())
+            .status()
+            .expect("running scripts/build-functions");
+        assert!(st.success(), "scripts/build-functions failed");
+        let text = std::fs::read_to_string(root.join("functions/target/manifest.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, e)| {
+                let wasm = PathBuf::from(e["wasm"].as_str().unwrap());
+                let native = e["native"].as_str().map(PathBuf::from);
+                (k.clone(), Built { wasm, native })
+            })
+            .collect()
+    })
+}
+
+/// The deterministic inputs (`scripts/gen-inputs`), generated once.
+pub fn inputs() -> &'static Path {
+    static I: OnceLock<PathBuf> = OnceLock::new();
+    I.get_or_init(|| {
+        let root = repo_root();
+        let dir = root.join("functions/target/inputs");
+        let st = Command::new(root.join("scripts/gen-inputs")).arg(&dir).stdout(Stdio::null()).status().expect("running scripts/gen-inputs");
+        assert!(st.success(), "scripts/gen-inputs failed");
+        dir
+    })
+}
+
+/// Path of a guest built for wasm32-wasip1.
+pub fn guest(name: &str) -> PathBuf {
+    let b = manifest().get(name).unwrap_or_else(|| panic!("guest {name} is not in functions/target/manifest.json"));
+    b.wasm.clone()
 }
 
 pub fn read_guest(name: &str) -> Vec<u8> {
