@@ -237,7 +237,7 @@ impl LsCommand {
             println!(
                 "{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>8}s  {}",
                 f["name"].as_str().unwrap_or("?"),
-                f["version"],
+                f["version"].to_string(),
                 f["abi"].as_str().unwrap_or("?"),
                 format_size(f["wasm_size"].as_u64().unwrap_or(0)),
                 format_size(f["compiled_size"].as_u64().unwrap_or(0)),
@@ -325,13 +325,13 @@ fn print_activation(a: &serde_json::Value) {
         "{:<32} {:<16} {:>3} {:<8} {:>5} {:>5} {:>10} {:>10} {:>10}",
         a["id"].as_str().unwrap_or("?"),
         a["function"].as_str().unwrap_or("?"),
-        a["version"],
+        a["version"].to_string(),
         a["status"].as_str().unwrap_or("?"),
-        a["http_status"],
-        a["cold"],
-        a["wait_us"],
-        a["init_us"],
-        a["run_us"]
+        a["http_status"].to_string(),
+        a["cold"].to_string(),
+        a["wait_us"].to_string(),
+        a["init_us"].to_string(),
+        a["run_us"].to_string()
     );
 }
 
