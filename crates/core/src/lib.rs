@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod outbound;
 pub mod units;
 
 /// Default memory limit per instance: 128 MiB.
@@ -49,6 +50,8 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 pub enum Abi {
     /// A WASI preview 1 command module (`_start`), CGI/WAGI conventions.
     Command,
+    /// A component exporting `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    Http,
 }
 
 impl Abi {
@@ -56,12 +59,14 @@ impl Abi {
     pub fn as_str(self) -> &'static str {
         match self {
             Abi::Command => "command",
+            Abi::Http => "http",
         }
     }
     /// Parse the stored string form.
     pub fn parse(s: &str) -> Option<Abi> {
         match s {
             "command" => Some(Abi::Command),
+            "http" => Some(Abi::Http),
             _ => None,
         }
     }
@@ -187,6 +192,9 @@ pub struct FunctionConfig {
     pub dirs: Vec<DirGrant>,
     /// Resource limits.
     pub limits: Limits,
+    /// Hosts the function may call over HTTP (Spin syntax, see [`outbound`]).
+    /// Empty: no outbound access.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 impl FunctionConfig {
@@ -198,6 +206,7 @@ impl FunctionConfig {
                 return Err(format!("invalid env var name {k:?}"));
             }
         }
+        outbound::AllowList::parse(&self.allowed_outbound_hosts)?;
         for d in &self.dirs {
             if !d.host.starts_with('/') {
                 return Err(format!("dir grant host path must be absolute: {:?}", d.host));

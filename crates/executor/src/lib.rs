@@ -23,9 +23,10 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use wisp_core::{Activation, ActivationStatus, ErrorKind, FunctionConfig, FunctionInfo, FunctionVersion};
-use wisp_runtime::{CgiRequest, Invocation, Loaded, RunError, Runtime};
+use wisp_core::outbound::AllowList;
+use wisp_runtime::{CgiRequest, GuestBody, HttpInvocation, Invocation, Loaded, RunError, Runtime};
 use wisp_store::{NewVersion, Store};
 
 /// Executor settings.
@@ -90,7 +91,7 @@ fn join_err(e: tokio::task::JoinError) -> Error {
 }
 
 /// One HTTP request, reduced to what the command ABI needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Request {
     /// Method.
     pub method: String,
@@ -100,14 +101,56 @@ pub struct Request {
     pub query: String,
     /// Headers.
     pub headers: Vec<(String, String)>,
-    /// Body (already size-checked by the caller against `max_body_bytes`).
-    pub body: Bytes,
+    /// Body: collected (command ABI, already size-checked by the caller
+    /// against `max_body_bytes`) or streaming (`http` ABI, limited by the
+    /// caller).
+    pub body: RequestBody,
     /// Client address.
     pub remote_addr: String,
     /// Host name the server answers as.
     pub server_name: String,
     /// Port the server answers on.
     pub server_port: u16,
+}
+
+/// A request body.
+pub enum RequestBody {
+    /// Fully read.
+    Full(Bytes),
+    /// Streamed into the guest as it arrives.
+    Stream(GuestBody),
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        RequestBody::Full(Bytes::new())
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            RequestBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// A response body.
+pub enum ResponseBody {
+    /// Complete (command ABI).
+    Full(Bytes),
+    /// Streams while the component keeps running (`http` ABI).
+    Stream(wisp_runtime::ResponseBody),
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            ResponseBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
 }
 
 /// A guest's answer plus what the platform measured.
@@ -118,7 +161,7 @@ pub struct Response {
     /// Headers from the guest.
     pub headers: Vec<(String, String)>,
     /// Body.
-    pub body: Bytes,
+    pub body: ResponseBody,
     /// Activation id.
     pub activation_id: String,
     /// Whether this request loaded the function.
@@ -138,7 +181,8 @@ pub struct FunctionHandle {
     args: Vec<String>,
     artifact: PathBuf,
     loaded: OnceCell<Loaded>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    allow: Arc<AllowList>,
     metrics: Arc<FunctionMetrics>,
 }
 
@@ -175,7 +219,7 @@ pub struct Executor {
     store: Arc<Store>,
     table: RwLock<HashMap<String, Arc<FunctionHandle>>>,
     fn_metrics: RwLock<HashMap<String, Arc<FunctionMetrics>>>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     records: mpsc::Sender<Msg>,
     deploy_lock: tokio::sync::Mutex<()>,
     opts: ExecutorOptions,
@@ -200,7 +244,7 @@ impl Executor {
             store: store.clone(),
             table: RwLock::new(HashMap::new()),
             fn_metrics: RwLock::new(HashMap::new()),
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             records: tx,
             deploy_lock: tokio::sync::Mutex::new(()),
             opts,
@@ -231,6 +275,10 @@ impl Executor {
         &self.metrics
     }
 
+    fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Options.
     pub fn options(&self) -> &ExecutorOptions {
         &self.opts
@@ -256,7 +304,8 @@ impl Executor {
             args: vec![version.name.clone()],
             artifact,
             loaded: cell,
-            permits: Semaphore::new(version.config.limits.max_concurrency as usize),
+            permits: Arc::new(Semaphore::new(version.config.limits.max_concurrency as usize)),
+            allow: Arc::new(AllowList::parse(&version.config.allowed_outbound_hosts).unwrap_or_default()),
             metrics: self.metrics_for(&version.name),
             version,
         });
@@ -295,7 +344,7 @@ impl Executor {
                 (true, Ok(loaded)) => {
                     // Same bytes were compiled before (any name): reuse.
                     let size = std::fs::metadata(&artifact_path).map(|m| m.len()).unwrap_or(0);
-                    (wisp_core::Abi::Command, size, 0.0, false, loaded)
+                    (loaded.abi(), size, 0.0, false, loaded)
                 }
                 (true, Err(wisp_runtime::Error::Invalid(m))) => return Err(Error::new(ErrorKind::BadRequest, m)),
                 _ => {
@@ -427,7 +476,10 @@ impl Executor {
         let id = new_activation_id();
         let limits = &h.version.config.limits;
         let m = &h.metrics;
-        let bytes_in = req.body.len() as u64;
+        let bytes_in = match &req.body {
+            RequestBody::Full(b) => b.len() as u64,
+            RequestBody::Stream(_) => 0,
+        };
 
         let mut rec = Activation {
             id: id.clone(),
@@ -447,7 +499,7 @@ impl Executor {
         };
 
         // 1. A concurrency permit, or a bounded wait for one.
-        let permit = match h.permits.try_acquire() {
+        let permit = match h.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 let depth = m.queue_depth.fetch_add(1, Relaxed);
@@ -460,7 +512,7 @@ impl Executor {
                     e.retry_after = Some(1);
                     return Err(self.fail(rec, e, t0));
                 }
-                let waited = tokio::time::timeout(Duration::from_millis(limits.queue_timeout_ms), h.permits.acquire()).await;
+                let waited = tokio::time::timeout(Duration::from_millis(limits.queue_timeout_ms), h.permits.clone().acquire_owned()).await;
                 m.queue_depth.fetch_sub(1, Relaxed);
                 match waited {
                     Ok(Ok(p)) => p,
@@ -507,12 +559,21 @@ impl Executor {
         }
 
         // 3. A fresh instance.
+        if let Loaded::Http(_) = loaded {
+            return self.invoke_http(h, loaded.clone(), req, permit, rec, t0, wait, init).await;
+        }
+        let body = match req.body {
+            RequestBody::Full(b) => b,
+            RequestBody::Stream(_) => {
+                return Err(self.fail(rec, Error::new(ErrorKind::Internal, "command modules need a collected body"), t0));
+            }
+        };
         let cgi = CgiRequest {
             method: &req.method,
             path_info: &req.path_info,
             query: &req.query,
             headers: &req.headers,
-            content_length: req.body.len(),
+            content_length: body.len(),
             function: &h.version.name,
             server_name: &req.server_name,
             server_port: req.server_port,
@@ -524,11 +585,11 @@ impl Executor {
         let result = match &self.opts.guest_runtime {
             None => {
                 self.runtime
-                    .invoke(loaded, Invocation { args: &h.args, env: &env, stdin: req.body, dirs: &h.version.config.dirs, limits })
+                    .invoke(loaded, Invocation { args: &h.args, env: &env, stdin: body, dirs: &h.version.config.dirs, limits })
                     .await
             }
             Some(rt) => {
-                let (runtime, loaded, h2, body) = (self.runtime.clone(), loaded.clone(), h.clone(), req.body);
+                let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
                 let task = rt.spawn(async move {
                     let c = &h2.version.config;
                     runtime.invoke(&loaded, Invocation { args: &h2.args, env: &env, stdin: body, dirs: &c.dirs, limits: &c.limits }).await
@@ -556,7 +617,7 @@ impl Executor {
                 Ok(Response {
                     status: resp.status,
                     headers: resp.headers,
-                    body: resp.body,
+                    body: ResponseBody::Full(resp.body),
                     activation_id: id,
                     cold,
                     wait,
@@ -568,21 +629,161 @@ impl Executor {
                 if let Some(o) = e.output() {
                     rec.log = log_text(&o.stderr, o.stderr_truncated);
                 }
-                let (kind, msg) = match &e {
-                    RunError::Timeout(..) => (ErrorKind::Timeout, e.to_string()),
-                    RunError::Trap(..) => (ErrorKind::Trap, e.to_string()),
-                    RunError::Exit(..) => (ErrorKind::Exit, e.to_string()),
-                    RunError::ResponseTooLarge(..) => (ErrorKind::ResponseTooLarge, e.to_string()),
-                    RunError::PoolExhausted(_) => (ErrorKind::Unavailable, "the node is at its instance limit; retry shortly".to_string()),
-                    RunError::Internal(_) => (ErrorKind::Internal, e.to_string()),
-                };
-                let mut err = Error::new(kind, msg);
-                if kind == ErrorKind::Unavailable {
-                    err.retry_after = Some(1);
-                }
+                let err = self.run_error(e);
                 Err(self.fail(rec, err, t0))
             }
         }
+    }
+
+    /// The `http` ABI: stream the request into a fresh component instance;
+    /// the activation is recorded when the instance finishes, which may be
+    /// after the response head was sent (the body streams).
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke_http(
+        &self,
+        h: &Arc<FunctionHandle>,
+        loaded: Loaded,
+        req: Request,
+        permit: OwnedSemaphorePermit,
+        mut rec: Activation,
+        t0: Instant,
+        wait: Duration,
+        init: Duration,
+    ) -> Result<Response, Error> {
+        let Loaded::Http(pre) = loaded else { unreachable!("checked by the caller") };
+        let m = h.metrics.clone();
+        let mut path = if req.path_info.is_empty() { "/".to_string() } else { req.path_info.clone() };
+        if !req.query.is_empty() {
+            path.push('?');
+            path.push_str(&req.query);
+        }
+        let mut b = http::Request::builder().method(req.method.as_str()).uri(path);
+        for (k, v) in &req.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        b = b.header("x-forwarded-prefix", format!("/fn/{}", h.version.name));
+        let body = match req.body {
+            RequestBody::Stream(s) => s,
+            RequestBody::Full(bytes) => {
+                use http_body_util::BodyExt;
+                http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+            }
+        };
+        let hreq = match b.body(body) {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(rec, Error::new(ErrorKind::BadRequest, format!("invalid request: {e}")), t0)),
+        };
+        m.running.fetch_add(1, Relaxed);
+        let t_run = Instant::now();
+        let (runtime, h2) = (self.runtime.clone(), h.clone());
+        let fut = async move {
+            let c = &h2.version.config;
+            runtime
+                .invoke_http(&pre, hreq, HttpInvocation { env: &h2.env, dirs: &c.dirs, limits: &c.limits, allow: h2.allow.clone() })
+                .await
+        };
+        let result = match &self.opts.guest_runtime {
+            None => fut.await,
+            Some(rt) => {
+                let task = rt.spawn(fut);
+                let _abort = AbortOnDrop(task.abort_handle());
+                task.await.unwrap_or_else(|e| Err(RunError::Internal(format!("guest task ended abnormally: {e}"))))
+            }
+        };
+        let out = match result {
+            Ok(o) => o,
+            Err(e) => {
+                m.running.fetch_sub(1, Relaxed);
+                drop(permit);
+                rec.run_us = t_run.elapsed().as_micros() as u64;
+                if let Some(o) = e.output() {
+                    rec.log = log_text(&o.stderr, o.stderr_truncated);
+                }
+                let err = self.run_error(e);
+                return Err(self.fail(rec, err, t0));
+            }
+        };
+        let (parts, body) = out.response.into_parts();
+        rec.http_status = parts.status.as_u16();
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = {
+            use http_body_util::BodyExt;
+            let counted = counted.clone();
+            body.map_frame(move |f| {
+                if let Some(d) = f.data_ref() {
+                    counted.fetch_add(d.len() as u64, Relaxed);
+                }
+                f
+            })
+            .boxed_unsync()
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect();
+        let id = rec.id.clone();
+        let cold = rec.cold;
+        // Finish the record when the instance is gone.
+        let records = self.records.clone();
+        let metrics = self.metrics_handle();
+        let done = out.done;
+        tokio::spawn(async move {
+            let d = done.await;
+            drop(permit);
+            m.running.fetch_sub(1, Relaxed);
+            rec.run_us = t_run.elapsed().as_micros() as u64;
+            rec.bytes_out = counted.load(Relaxed);
+            match d {
+                Ok(d) => {
+                    rec.log = log_text(&d.log, d.log_truncated);
+                    match d.result {
+                        Ok(()) => rec.status = ActivationStatus::Success,
+                        Err(e) => {
+                            rec.status = if matches!(e, RunError::Timeout(..)) { ActivationStatus::Timeout } else { ActivationStatus::Error };
+                            rec.error = Some(format!("after the response head was sent: {e}"));
+                            metrics.error(if rec.status == ActivationStatus::Timeout { ErrorKind::Timeout } else { ErrorKind::Trap });
+                        }
+                    }
+                }
+                Err(e) => {
+                    rec.status = ActivationStatus::Error;
+                    rec.error = Some(format!("component task failed: {e}"));
+                }
+            }
+            m.count(rec.status);
+            m.latency.observe_us(t0.elapsed().as_micros() as u64);
+            if records.try_send(Msg::Record(rec)).is_err() {
+                metrics.activations_dropped.fetch_add(1, Relaxed);
+            }
+        });
+        let run = out.instantiate;
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers,
+            body: ResponseBody::Stream(body),
+            activation_id: id,
+            cold,
+            wait,
+            init,
+            run,
+        })
+    }
+
+    fn run_error(&self, e: RunError) -> Error {
+        let (kind, msg) = match &e {
+            RunError::Timeout(..) => (ErrorKind::Timeout, e.to_string()),
+            RunError::Trap(..) => (ErrorKind::Trap, e.to_string()),
+            RunError::Exit(..) => (ErrorKind::Exit, e.to_string()),
+            RunError::ResponseTooLarge(..) => (ErrorKind::ResponseTooLarge, e.to_string()),
+            RunError::PoolExhausted(_) => (ErrorKind::Unavailable, "the node is at its instance limit; retry shortly".to_string()),
+            RunError::Internal(_) => (ErrorKind::Internal, e.to_string()),
+        };
+        let mut err = Error::new(kind, msg);
+        if kind == ErrorKind::Unavailable {
+            err.retry_after = Some(1);
+        }
+        err
     }
 
     /// Record a failed activation and hand back the error with its id.

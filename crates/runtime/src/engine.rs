@@ -1,5 +1,6 @@
 //! Engine setup, compile and load.
 
+use crate::http::{HttpState, Pool};
 use crate::invoke::HostState;
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -46,6 +47,8 @@ impl Default for EngineOptions {
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
+    pub(crate) http_linker: wasmtime::component::Linker<HttpState>,
+    pub(crate) pool: Pool,
     fingerprint: String,
     pooling: bool,
     compilations: AtomicU64,
@@ -64,14 +67,20 @@ pub struct Compiled {
 
 /// A function version ready to instantiate: the warm template.
 #[derive(Clone)]
-pub struct Loaded {
-    pub(crate) pre: InstancePre<HostState>,
+pub enum Loaded {
+    /// A command module.
+    Command(InstancePre<HostState>),
+    /// A `wasi:http` component.
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>),
 }
 
 impl Loaded {
-    /// The underlying module (for introspection).
-    pub fn module(&self) -> &Module {
-        self.pre.module()
+    /// The ABI of this template.
+    pub fn abi(&self) -> Abi {
+        match self {
+            Loaded::Command(_) => Abi::Command,
+            Loaded::Http(_) => Abi::Http,
+        }
     }
 }
 
@@ -93,9 +102,7 @@ fn config(opts: &EngineOptions, pooling: bool) -> Config {
     c.cranelift_opt_level(OptLevel::Speed);
     c.memory_init_cow(true);
     c.max_wasm_stack(opts.max_wasm_stack);
-    // Components and the exotic proposals are not served yet; keep the
-    // compiled code and the attack surface small.
-    c.wasm_component_model(false);
+    c.wasm_component_model(true);
     if pooling {
         let mut p = PoolingAllocationConfig::default();
         p.total_core_instances(opts.pool_instances);
@@ -134,6 +141,10 @@ impl Runtime {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
             .map_err(internal)?;
+        // wasi:http plus wasi:cli & co., as `wasmtime serve -Scli` links them.
+        let mut http_linker = wasmtime::component::Linker::<HttpState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(internal)?;
 
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -160,6 +171,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            http_linker,
+            pool: crate::http::new_pool(),
             fingerprint,
             pooling,
             compilations: AtomicU64::new(0),
@@ -193,10 +206,11 @@ impl Runtime {
     pub fn compile(&self, wasm: &[u8]) -> Result<Compiled> {
         let abi = detect_abi(wasm)?;
         let start = Instant::now();
-        let artifact = self
-            .engine
-            .precompile_module(wasm)
-            .map_err(|e| Error::Invalid(format!("invalid WebAssembly module: {}", root_cause(&e))))?;
+        let artifact = match abi {
+            Abi::Command => self.engine.precompile_module(wasm),
+            Abi::Http => self.engine.precompile_component(wasm),
+        }
+        .map_err(|e| Error::Invalid(format!("invalid WebAssembly {}: {}", what(abi), root_cause(&e))))?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
         Ok(Compiled { abi, artifact, compile_time: start.elapsed() })
     }
@@ -210,18 +224,56 @@ impl Runtime {
         // of an engine with this fingerprint and written by the store
         // atomically (temp + fsync + rename), never modified in place.
         // Wasmtime also checks its header and compatibility before use.
-        let module = unsafe { Module::deserialize_file(&self.engine, artifact) }
-            .map_err(|e| Error::Internal(format!("loading {}: {e:#}", artifact.display())))?;
-        self.link(module)
+        let kind = Engine::detect_precompiled_file(artifact)
+            .map_err(|e| Error::Internal(format!("reading {}: {e:#}", artifact.display())))?;
+        match kind {
+            Some(Precompiled::Component) => {
+                // SAFETY: as above.
+                let c = unsafe { wasmtime::component::Component::deserialize_file(&self.engine, artifact) }
+                    .map_err(|e| Error::Internal(format!("loading {}: {e:#}", artifact.display())))?;
+                self.link_component(c)
+            }
+            _ => {
+                let module = unsafe { Module::deserialize_file(&self.engine, artifact) }
+                    .map_err(|e| Error::Internal(format!("loading {}: {e:#}", artifact.display())))?;
+                self.link(module)
+            }
+        }
     }
 
     /// Compile and link in memory, without an artifact (`wisp run`).
     pub fn load_bytes(&self, wasm: &[u8]) -> Result<Loaded> {
-        detect_abi(wasm)?;
-        let module = Module::from_binary(&self.engine, wasm)
-            .map_err(|e| Error::Invalid(format!("invalid WebAssembly module: {}", root_cause(&e))))?;
+        let abi = detect_abi(wasm)?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        self.link(module)
+        match abi {
+            Abi::Command => {
+                let module = Module::from_binary(&self.engine, wasm)
+                    .map_err(|e| Error::Invalid(format!("invalid WebAssembly module: {}", root_cause(&e))))?;
+                self.link(module)
+            }
+            Abi::Http => {
+                let c = wasmtime::component::Component::from_binary(&self.engine, wasm)
+                    .map_err(|e| Error::Invalid(format!("invalid WebAssembly component: {}", root_cause(&e))))?;
+                self.link_component(c)
+            }
+        }
+    }
+
+    fn link_component(&self, c: wasmtime::component::Component) -> Result<Loaded> {
+        let pre = self.http_linker.instantiate_pre(&c).map_err(|e| {
+            Error::Invalid(format!(
+                "cannot link component: {} (components may import wasi:http, wasi:cli, wasi:io, wasi:clocks, \
+                 wasi:random, wasi:filesystem and wasi:sockets)",
+                root_cause(&e)
+            ))
+        })?;
+        let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(|e| {
+            Error::Invalid(format!(
+                "component does not export wasi:http/incoming-handler: {} (build it for the wasi:http/proxy world)",
+                root_cause(&e)
+            ))
+        })?;
+        Ok(Loaded::Http(proxy))
     }
 
     fn link(&self, module: Module) -> Result<Loaded> {
@@ -249,7 +301,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| Error::Invalid(format!("cannot link module: {}", root_cause(&e))))?;
-        Ok(Loaded { pre })
+        Ok(Loaded::Command(pre))
     }
 }
 
@@ -261,6 +313,13 @@ impl Drop for Runtime {
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("{e:#}"))
+}
+
+fn what(abi: Abi) -> &'static str {
+    match abi {
+        Abi::Command => "module",
+        Abi::Http => "component",
+    }
 }
 
 fn root_cause(e: &wasmtime::Error) -> String {
@@ -287,11 +346,7 @@ fn detect_abi(wasm: &[u8]) -> Result<Abi> {
     }
     match (wasm[4..6] == [1, 0], wasm[6..8] == [0, 0], wasm[6..8] == [1, 0]) {
         (true, true, _) => Ok(Abi::Command),
-        (_, _, true) => Err(Error::Invalid(
-            "WebAssembly components are not supported yet: deploy a WASI preview 1 \
-             command module (wasm32-wasip1)"
-                .into(),
-        )),
+        (_, _, true) => Ok(Abi::Http),
         _ => Err(Error::Invalid("unsupported WebAssembly binary version".into())),
     }
 }

@@ -18,9 +18,15 @@ pub struct HostState {
 
 /// Memory/table limiter that remembers a denied grow, so an
 /// out-of-memory abort can be reported as such.
-struct Limiter {
+pub(crate) struct Limiter {
     memory_bytes: usize,
-    denied: Option<usize>,
+    pub(crate) denied: Option<usize>,
+}
+
+impl Limiter {
+    pub(crate) fn new(memory_bytes: usize) -> Limiter {
+        Limiter { memory_bytes, denied: None }
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -98,6 +104,23 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// Attach a captured log to an error that has no output yet.
+    pub(crate) fn with_log(self, log: Bytes, truncated: bool) -> RunError {
+        let o = Some(Box::new(Output {
+            stdout: Bytes::new(),
+            stderr: log,
+            stderr_truncated: truncated,
+            instantiate: Duration::ZERO,
+            run: Duration::ZERO,
+        }));
+        match self {
+            RunError::Timeout(d, None) => RunError::Timeout(d, o),
+            RunError::Trap(m, None) => RunError::Trap(m, o),
+            RunError::Exit(c, None) => RunError::Exit(c, o),
+            other => other,
+        }
+    }
+
     /// The guest's output, if it produced any before failing.
     pub fn output(&self) -> Option<&Output> {
         match self {
@@ -114,6 +137,9 @@ impl Runtime {
     ///
     /// Cancellation-safe: dropping the future drops the store and instance.
     pub async fn invoke(&self, loaded: &Loaded, inv: Invocation<'_>) -> Result<Output, RunError> {
+        let Loaded::Command(pre) = loaded else {
+            return Err(RunError::Internal("this function is a wasi:http component, not a command module".into()));
+        };
         let t0 = Instant::now();
         let deadline = t0 + inv.limits.timeout();
         let stdout = CappedPipe::new(inv.limits.max_response_bytes as usize, true);
@@ -132,7 +158,7 @@ impl Runtime {
         }
         let state = HostState {
             wasi: b.build_p1(),
-            limiter: Limiter { memory_bytes: inv.limits.memory_bytes as usize, denied: None },
+            limiter: Limiter::new(inv.limits.memory_bytes as usize),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -149,7 +175,7 @@ impl Runtime {
 
         let limits = inv.limits;
         let run = async {
-            let instance = match loaded.pre.instantiate_async(&mut store).await {
+            let instance = match pre.instantiate_async(&mut store).await {
                 Ok(i) => i,
                 Err(e) => {
                     if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use wisp_core::ErrorKind;
+use wisp_core::{Abi, ErrorKind};
+use wisp_executor::{RequestBody, ResponseBody};
 
 pub(crate) async fn invoke_root(
     State(st): State<Arc<AppState>>,
@@ -55,10 +56,15 @@ async fn run(
             return Err(too_large());
         }
     }
-    let body = match Limited::new(body, max as usize).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => return Err(ApiError::new(ErrorKind::BadRequest, format!("reading request body: {e}"))),
+    let body = if h.version().abi == Abi::Http {
+        // Streamed into the component; the limit applies as it flows.
+        RequestBody::Stream(Limited::new(body, max as usize).boxed_unsync())
+    } else {
+        match Limited::new(body, max as usize).collect().await {
+            Ok(c) => RequestBody::Full(c.to_bytes()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
+            Err(e) => return Err(ApiError::new(ErrorKind::BadRequest, format!("reading request body: {e}"))),
+        }
     };
     let headers = parts
         .headers
@@ -77,7 +83,10 @@ async fn run(
     };
     let r = st.exec.invoke(&h, request).await?;
 
-    let mut resp = Response::new(Body::from(r.body));
+    let mut resp = match r.body {
+        ResponseBody::Full(b) => Response::new(Body::from(b)),
+        ResponseBody::Stream(s) => Response::new(Body::new(s)),
+    };
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let hs = resp.headers_mut();
     for (k, v) in &r.headers {
@@ -89,7 +98,7 @@ async fn run(
             hs.append(k, v);
         }
     }
-    if !hs.contains_key(header::CONTENT_TYPE) {
+    if !hs.contains_key(header::CONTENT_TYPE) && h.version().abi == Abi::Command {
         hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     }
     if let Ok(v) = HeaderValue::from_str(&r.activation_id) {

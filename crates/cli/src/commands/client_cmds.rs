@@ -41,6 +41,9 @@ pub struct CapabilityOpts {
     /// Largest response, e.g. 16MiB (default 16MiB).
     #[arg(long, value_parser = parse_size)]
     pub max_response: Option<u64>,
+    /// Allow outbound HTTP to SCHEME://HOST[:PORT] (Spin syntax, wildcards `*`; repeatable; default: none).
+    #[arg(long = "allow-outbound")]
+    pub allow_outbound: Vec<String>,
 }
 
 impl CapabilityOpts {
@@ -73,7 +76,12 @@ impl CapabilityOpts {
             let host = std::fs::canonicalize(&d.host).with_context(|| format!("--dir {}: host directory not found", d.host))?;
             dirs.push(DirGrant { host: host.to_string_lossy().into_owned(), ..d.clone() });
         }
-        let c = FunctionConfig { env: self.env.iter().cloned().collect(), dirs, limits };
+        let c = FunctionConfig {
+            env: self.env.iter().cloned().collect(),
+            dirs,
+            limits,
+            allowed_outbound_hosts: self.allow_outbound.clone(),
+        };
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
     }

@@ -70,6 +70,14 @@ impl RunCommand {
             remote_addr: "127.0.0.1",
         };
         let fn_env: Vec<(String, String)> = config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let wisp_runtime::Loaded::Http(_) = &loaded {
+            let mut uri = if self.path.is_empty() { "/".to_string() } else { self.path.clone() };
+            if !query.is_empty() {
+                uri.push('?');
+                uri.push_str(&query);
+            }
+            return run_http(&runtime, &loaded, &method, &uri, body, &fn_env, &config, self.include).await;
+        }
         let env = wisp_runtime::build_cgi_env(&req, &fn_env);
         let args = vec![name.clone()];
         let r = runtime
@@ -97,6 +105,59 @@ impl RunCommand {
                 eprintln!("error: {e}");
                 Ok(1)
             }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_http(
+    runtime: &Runtime,
+    loaded: &wisp_runtime::Loaded,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+    env: &[(String, String)],
+    config: &wisp_core::FunctionConfig,
+    include: bool,
+) -> Result<i32> {
+    use http_body_util::BodyExt;
+    let wisp_runtime::Loaded::Http(pre) = loaded else { unreachable!() };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)).map_err(|n| match n {}).boxed_unsync())?;
+    let allow = std::sync::Arc::new(
+        wisp_core::outbound::AllowList::parse(&config.allowed_outbound_hosts).map_err(anyhow::Error::msg)?,
+    );
+    let inv = wisp_runtime::HttpInvocation { env, dirs: &config.dirs, limits: &config.limits, allow };
+    match runtime.invoke_http(pre, req, inv).await {
+        Ok(out) => {
+            let (parts, body) = out.response.into_parts();
+            let mut so = std::io::stdout().lock();
+            if include {
+                writeln!(so, "Status: {}", parts.status.as_u16())?;
+                for (k, v) in &parts.headers {
+                    writeln!(so, "{k}: {}", v.to_str().unwrap_or("?"))?;
+                }
+                writeln!(so)?;
+            }
+            let bytes = body.collect().await.map_err(|e| anyhow::anyhow!("response body: {e}"))?.to_bytes();
+            so.write_all(&bytes)?;
+            let done = out.done.await?;
+            std::io::stderr().write_all(&done.log)?;
+            if let Err(e) = done.result {
+                eprintln!("error: {e}");
+                return Ok(1);
+            }
+            Ok(if parts.status.as_u16() < 400 { 0 } else { 1 })
+        }
+        Err(e) => {
+            if let Some(o) = e.output() {
+                std::io::stderr().write_all(&o.stderr)?;
+            }
+            eprintln!("error: {e}");
+            Ok(1)
         }
     }
 }

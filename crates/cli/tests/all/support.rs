@@ -16,6 +16,8 @@ pub fn repo_root() -> PathBuf {
 pub struct Built {
     pub wasm: PathBuf,
     pub native: Option<PathBuf>,
+    /// "command" (wasm32-wasip1 module) or "http" (wasi:http component).
+    pub abi: String,
 }
 
 /// Build every guest (wasm + native) once per test run with
@@ -41,7 +43,8 @@ pub fn manifest() -> &'static std::collections::HashMap<String, Built> {
             .map(|(k, e)| {
                 let wasm = PathBuf::from(e["wasm"].as_str().unwrap());
                 let native = e["native"].as_str().map(PathBuf::from);
-                (k.clone(), Built { wasm, native })
+                let abi = e["abi"].as_str().unwrap_or("command").to_string();
+                (k.clone(), Built { wasm, native, abi })
             })
             .collect()
     })

@@ -1,0 +1,315 @@
+//! The `http` ABI: components exporting `wasi:http/incoming-handler`
+//! (the `wasi:http/proxy` world), served through `wasmtime-wasi-http`.
+//!
+//! Same life cycle as the command ABI: a fresh store and instance per
+//! request from a cached `ProxyPre`, the same epoch deadline, memory
+//! limiter and log capture. The `wasi:cli` interfaces are linked too (as
+//! `wasmtime serve -Scli` does), so components built with Rust's own
+//! `wasm32-wasip2` std run unchanged.
+//!
+//! Outbound HTTP goes through [`Outbound`]: only to the function's allowed
+//! hosts (a denied call fails *inside* the guest with
+//! `HTTP-request-denied` and is noted in the log), over a shared keep-alive
+//! connection pool for plain HTTP.
+
+use crate::engine::Runtime;
+use crate::invoke::{Limiter, RunError};
+use crate::pipe::CappedPipe;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wisp_core::outbound::AllowList;
+use wisp_core::{DirGrant, Limits};
+
+/// Error type of bodies crossing the guest boundary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request body streamed into a guest.
+pub type GuestBody = UnsyncBoxBody<Bytes, BoxError>;
+/// A response body streamed out of a guest.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Process-wide outbound HTTP client: keep-alive pool for `http://`.
+pub(crate) type Pool = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>,
+>;
+
+pub(crate) fn new_pool() -> Pool {
+    let mut c = hyper_util::client::legacy::connect::HttpConnector::new();
+    c.set_connect_timeout(Some(Duration::from_secs(5)));
+    c.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build(c)
+}
+
+/// Per-store state of a component instance.
+pub struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: Outbound,
+    pub(crate) limiter: Limiter,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// The outbound policy of one request: allow-list, pool, log.
+pub(crate) struct Outbound {
+    allow: Arc<AllowList>,
+    pool: Pool,
+    log: CappedPipe,
+}
+
+impl Outbound {
+    fn note(&self, msg: String) {
+        use wasmtime_wasi::p2::OutputStream;
+        let mut l = self.log.clone();
+        let _ = l.write(Bytes::from(msg));
+    }
+}
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("http").to_string();
+        let host = uri.host().unwrap_or("").to_string();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        if !self.allow.allows(&scheme, &host, port) {
+            self.note(format!(
+                "[wisp] outbound request to {scheme}://{host}:{port} denied: not in allowed_outbound_hosts\n"
+            ));
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let pool = self.pool.clone();
+        let log = self.log.clone();
+        Box::new(async move {
+            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> = Box::new(async { Ok(()) });
+            if scheme == "https" {
+                // TLS: a fresh connection through wasmtime-wasi-http's default client.
+                let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                return Ok((resp.map(|b| b.boxed_unsync()), Box::new(io) as Box<dyn Future<Output = _> + Send>));
+            }
+            let connect = options.and_then(|o| o.connect_timeout).unwrap_or(Duration::from_secs(10));
+            let first_byte = options.and_then(|o| o.first_byte_timeout).unwrap_or(Duration::from_secs(600));
+            let fut = pool.request(request);
+            let resp = match tokio::time::timeout(connect.max(first_byte), fut).await {
+                Err(_) => return Err(wasmtime_wasi_http::Error::ConnectionTimeout),
+                Ok(Err(e)) => {
+                    let code = if e.is_connect() {
+                        wasmtime_wasi_http::Error::ConnectionRefused
+                    } else {
+                        wasmtime_wasi_http::Error::HttpProtocolError
+                    };
+                    let mut l = log;
+                    use wasmtime_wasi::p2::OutputStream;
+                    let _ = l.write(Bytes::from(format!("[wisp] outbound request to {uri} failed: {e}\n")));
+                    return Err(code);
+                }
+                Ok(Ok(r)) => r,
+            };
+            let resp = resp.map(|b| b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+            Ok((resp, done))
+        })
+    }
+}
+
+/// What an `http` request hands the guest.
+pub struct HttpInvocation<'a> {
+    /// The function's env (no CGI variables: the request itself is typed).
+    pub env: &'a [(String, String)],
+    /// Directories to preopen.
+    pub dirs: &'a [DirGrant],
+    /// Limits to enforce.
+    pub limits: &'a Limits,
+    /// Outbound allow-list.
+    pub allow: Arc<AllowList>,
+}
+
+/// A component's answer: the response head and a body that streams while
+/// the instance keeps running, plus the future of the instance's end.
+pub struct HttpOutput {
+    /// Status, headers and streaming body.
+    pub response: http::Response<ResponseBody>,
+    /// Resolves when the guest is done (body written, instance dropped):
+    /// its outcome and the captured log.
+    pub done: tokio::task::JoinHandle<HttpDone>,
+    /// Time to instantiate.
+    pub instantiate: Duration,
+}
+
+/// How a component run ended.
+pub struct HttpDone {
+    /// `Err` if it trapped or timed out after answering.
+    pub result: Result<(), RunError>,
+    /// stdout + stderr, capped.
+    pub log: Bytes,
+    /// Whether the log was truncated.
+    pub log_truncated: bool,
+    /// Total time the instance lived.
+    pub run: Duration,
+}
+
+impl Runtime {
+    /// Serve one request with a fresh instance of a `wasi:http` component.
+    ///
+    /// Returns once the guest has set its response (or failed before);
+    /// the body streams afterwards. Must be called inside a Tokio runtime:
+    /// the instance runs in a task spawned on it.
+    pub async fn invoke_http(
+        &self,
+        pre: &ProxyPre<HttpState>,
+        req: http::Request<GuestBody>,
+        inv: HttpInvocation<'_>,
+    ) -> Result<HttpOutput, RunError> {
+        let t0 = Instant::now();
+        let deadline = t0 + inv.limits.timeout();
+        let log = CappedPipe::new(inv.limits.max_log_bytes as usize, false);
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(log.clone()).stderr(log.clone()).envs(inv.env);
+        for d in inv.dirs {
+            let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            b.preopened_dir(&d.host, &d.guest, perms)
+                .map_err(|e| RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host)))?;
+        }
+        let state = HttpState {
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: Outbound { allow: inv.allow, pool: self.pool.clone(), log: log.clone() },
+            limiter: Limiter::new(inv.limits.memory_bytes as usize),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+
+        let (parts, body) = req.into_parts();
+        let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
+        let req = http::Request::from_parts(parts, body);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (wreq, out) = {
+            let mut h = store.data_mut().http();
+            let wreq = h.new_incoming_request(Scheme::Http, req).map_err(|e| RunError::Internal(format!("{e:#}")))?;
+            let out = h.new_response_outparam(tx).map_err(|e| RunError::Internal(format!("{e:#}")))?;
+            (wreq, out)
+        };
+
+        let pre = pre.clone();
+        let limits = inv.limits.clone();
+        let (inst_tx, inst_rx) = tokio::sync::oneshot::channel::<Duration>();
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = match pre.instantiate_async(&mut store).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                            return Err(RunError::PoolExhausted(format!("{e}")));
+                        }
+                        return Err(RunError::Internal(format!("instantiation failed: {e:#}")));
+                    }
+                };
+                let _ = inst_tx.send(t0.elapsed());
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, wreq, out).await.map_err(|e| classify(e, &limits, None))
+            };
+            let result = match tokio::time::timeout_at(deadline.into(), run).await {
+                Err(_) => Err(RunError::Timeout(limits.timeout(), None)),
+                Ok(r) => r,
+            };
+            let denied = store.data().limiter.denied;
+            drop(store);
+            let result = match result {
+                Err(RunError::Trap(m, o)) if denied.is_some() => Err(RunError::Trap(
+                    format!("out of memory: the guest tried to grow its memory to {} bytes, past its {}-byte limit ({m})", denied.unwrap(), limits.memory_bytes),
+                    o,
+                )),
+                r => r,
+            };
+            let (log, log_truncated) = log.take();
+            HttpDone { result, log, log_truncated, run: t0.elapsed() }
+        });
+
+        match rx.await {
+            Ok(Ok(resp)) => {
+                let instantiate = inst_rx.await.unwrap_or_default();
+                let max = limits_body_cap(inv.limits);
+                let resp = resp.map(|b: HyperOutgoingBody| {
+                    http_body_util::Limited::new(b.map_err(|e| Box::new(e) as BoxError), max).boxed_unsync()
+                });
+                Ok(HttpOutput { response: resp, done: task, instantiate })
+            }
+            Ok(Err(code)) => {
+                let _ = task.await;
+                Err(RunError::Trap(format!("the component answered with an error: {code:?}"), None))
+            }
+            Err(_) => {
+                // The outparam was dropped without a response: see why.
+                match task.await {
+                    Ok(done) => match done.result {
+                        Err(e) => Err(e.with_log(done.log, done.log_truncated)),
+                        Ok(()) => Err(RunError::Trap("the component returned without setting a response".into(), None)),
+                    },
+                    Err(e) => Err(RunError::Internal(format!("component task failed: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+fn limits_body_cap(l: &Limits) -> usize {
+    l.max_response_bytes as usize
+}
+
+fn classify(e: wasmtime::Error, limits: &Limits, _o: Option<()>) -> RunError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => RunError::Timeout(limits.timeout(), None),
+        Some(Trap::StackOverflow) => RunError::Trap("stack overflow".into(), None),
+        Some(t) => RunError::Trap(t.to_string(), None),
+        None => {
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                if exit.0 == 0 {
+                    return RunError::Trap("the component exited before answering".into(), None);
+                }
+                return RunError::Exit(exit.0, None);
+            }
+            RunError::Trap(format!("{e:#}"), None)
+        }
+    }
+}
