@@ -106,6 +106,7 @@ fn config(opts: &EngineOptions, pooling: bool) -> Config {
     if pooling {
         let mut p = PoolingAllocationConfig::default();
         p.total_core_instances(opts.pool_instances);
+        p.total_component_instances(opts.pool_instances);
         p.total_memories(opts.pool_instances);
         p.total_tables(opts.pool_instances);
         p.total_stacks(opts.pool_instances);

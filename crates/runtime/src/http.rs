@@ -212,7 +212,7 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: Outbound { allow: inv.allow, pool: self.pool.clone(), log: log.clone() },
-            limiter: Limiter::new(inv.limits.memory_bytes as usize),
+            limiter: Limiter::for_component(inv.limits.memory_bytes as usize),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -20,12 +20,20 @@ pub struct HostState {
 /// out-of-memory abort can be reported as such.
 pub(crate) struct Limiter {
     memory_bytes: usize,
+    /// Core instances / memories / tables per store: 1 for a module, a
+    /// handful for a component (its own core modules and adapters).
+    objects: usize,
     pub(crate) denied: Option<usize>,
 }
 
 impl Limiter {
+    /// For a core module.
     pub(crate) fn new(memory_bytes: usize) -> Limiter {
-        Limiter { memory_bytes, denied: None }
+        Limiter { memory_bytes, objects: 1, denied: None }
+    }
+    /// For a component.
+    pub(crate) fn for_component(memory_bytes: usize) -> Limiter {
+        Limiter { memory_bytes, objects: 64, denied: None }
     }
 }
 
@@ -41,13 +49,13 @@ impl ResourceLimiter for Limiter {
         Ok(desired <= 1_000_000)
     }
     fn instances(&self) -> usize {
-        1
+        self.objects
     }
     fn memories(&self) -> usize {
-        1
+        self.objects
     }
     fn tables(&self) -> usize {
-        4
+        self.objects * 4
     }
 }
 

@@ -7,5 +7,6 @@ mod support;
 mod api;
 mod cli;
 mod functions;
+mod http;
 mod limits;
 mod store;

@@ -216,3 +216,92 @@ pub async fn deploy_guest(c: &Client, name: &str, guest_name: &str) -> serde_jso
 pub fn error_code(r: &wisp_cli::client::Reply) -> String {
     r.json().ok().and_then(|j| j["error"]["code"].as_str().map(String::from)).unwrap_or_else(|| format!("<not an error body: {}>", r.text()))
 }
+
+/// A real nginx on 127.0.0.1 (Debian's nginx-light), serving `root` for GET
+/// and accepting WebDAV PUTs under `/db/` into `root/db/`. Killed on drop.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(root: &Path) -> Nginx {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let root = root.canonicalize().unwrap();
+        std::fs::create_dir_all(tmp.path().join("db")).unwrap();
+        // As root, nginx workers would drop to `nobody` and could not write
+        // into our private temp dir.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+        let conf = format!(
+            r#"daemon off;
+{user}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ root {root}; }}
+        location /db/ {{
+            root {tmp};
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+        }}
+    }}
+}}
+"#,
+            tmp = tmp.path().display(),
+            root = root.display()
+        );
+        let conf_path = tmp.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()).expect("nginx is not installed (apt-get install nginx-light)");
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start: {}", std::fs::read_to_string(tmp.path().join("error.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, _tmp: tmp }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where WebDAV PUTs under /db/ land.
+    pub fn db_dir(&self) -> PathBuf {
+        self._tmp.path().join("db")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
