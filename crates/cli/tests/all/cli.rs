@@ -56,6 +56,17 @@ fn deploy_invoke_ls_logs_rollback_rm() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["functions"][0]["config"]["limits"]["max_concurrency"], 7);
 
+    let hh = manifest().get("hello-http").unwrap().wasm.clone();
+    let o = wisp(&s, &["deploy", "hh", hh.to_str().unwrap(), "--allow-outbound", "http://127.0.0.1:9", "--allow-outbound", "https://*.example.com"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = wisp(&s, &["deploy", "bad", hh.to_str().unwrap(), "--allow-outbound", "example.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing scheme"), "{}", stderr(&o));
+    let o = wisp(&s, &["invoke", "hh", "--path", "/status/202"]);
+    assert_eq!(stdout(&o), "status 202\n");
+    let o = wisp(&s, &["rm", "hh"]);
+    assert!(o.status.success());
+
     let o = wisp(&s, &["logs", "app"]);
     let t = stdout(&o);
     assert!(t.lines().count() >= 4, "{t}");
@@ -110,6 +121,15 @@ fn run_locally_without_a_server() {
     let t = stdout(&o);
     assert!(t.starts_with("Status: 404\n"), "{t}");
     assert!(t.contains("E=1") && t.contains("--- body ---\nbody!"), "{t}");
+
+    // A wasi:http component runs locally too.
+    let hh = manifest().get("hello-http").unwrap().wasm.clone();
+    let o = Command::new(wisp_bin()).args(["run", hh.to_str().unwrap(), "-i", "--path", "/status/201"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("Status: 201\n") && stdout(&o).contains("x-wisp-test: yes"), "{}", stdout(&o));
+    let o = Command::new(wisp_bin()).args(["run", hh.to_str().unwrap(), "--path", "/fetch", "-q", "url=http://127.0.0.1:1/"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("HttpRequestDenied") && stderr(&o).contains("denied"), "{} / {}", stdout(&o), stderr(&o));
 
     let o = Command::new(wisp_bin()).args(["run", guest("test-spin").to_str().unwrap(), "--timeout", "300ms"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
