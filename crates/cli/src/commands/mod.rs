@@ -1,5 +1,6 @@
 //! Subcommands.
 
+mod bench;
 mod client_cmds;
 mod local;
 mod serve;
@@ -53,6 +54,8 @@ enum Command {
     Run(RunCommand),
     /// Precompile a module ahead of time for this machine's engine.
     Compile(CompileCommand),
+    /// Run the benchmark scenarios against real baselines and write a report.
+    Bench(bench::BenchCommand),
 }
 
 impl Cli {
@@ -68,6 +71,7 @@ impl Cli {
             Command::Rollback(c) => block_on(c.execute()),
             Command::Run(c) => c.execute(),
             Command::Compile(c) => c.execute(),
+            Command::Bench(c) => c.execute(),
         }
     }
 }

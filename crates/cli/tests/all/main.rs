@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod bench;
 mod cli;
 mod functions;
 mod http;

@@ -1,0 +1,204 @@
+//! Scenario 3, concurrent: (a) 5 clients each limited to 5 req/s for 60 s;
+//! (b) open loop at rising rates: the highest rate sustained with p99 under
+//! a latency bound, no errors and ≥ 95 % of the offered rate answered;
+//! (c) the load generator cross-checked once against wrk.
+
+use super::{Baselines, arm_json, bench_config, mw, raise_nofile};
+use crate::load::{self, LoadSpec, Mode, Target};
+use crate::plot;
+use crate::report::{Section, num, pval, summary_cells, table};
+use crate::stats::{Summary, ecdf_thin};
+use crate::Ctx;
+use anyhow::Result;
+use serde_json::json;
+use std::time::Duration;
+
+const P99_BOUND_MS: f64 = 50.0;
+
+async fn max_rate(url: &str, rates: &[f64], step: Duration) -> (f64, Vec<serde_json::Value>, Vec<(f64, f64)>) {
+    let mut best = 0.0;
+    let mut steps = vec![];
+    let mut curve = vec![];
+    for &rate in rates {
+        let spec = LoadSpec {
+            targets: vec![Target::get(url)],
+            weights: vec![],
+            mode: Mode::Open { rate, max_in_flight: 20_000 },
+            duration: step,
+            max_requests: None,
+            keep_alive: true,
+            timeout: Duration::from_secs(10),
+        };
+        let r = load::run(&spec).await;
+        let lat = r.ok_latencies();
+        let s = Summary::of(&lat);
+        let offered = (step.as_secs_f64() * rate).floor().max(1.0);
+        let answered = lat.len() as f64 / offered;
+        let ok = s.p99 <= P99_BOUND_MS && r.errors() == 0 && answered >= 0.95;
+        curve.push((rate, s.p99));
+        steps.push(json!({"rate": rate, "p99_ms": s.p99, "median_ms": s.median, "errors": r.errors(), "answered_fraction": answered, "ok": ok}));
+        if !ok {
+            break;
+        }
+        best = rate;
+    }
+    (best, steps, curve)
+}
+
+fn parse_wrk(text: &str) -> Option<(f64, f64)> {
+    let rps: f64 = text.lines().find(|l| l.starts_with("Requests/sec:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let lat = text.lines().find(|l| l.trim_start().starts_with("Latency"))?.split_whitespace().nth(1)?.to_string();
+    let (v, unit) = lat.split_at(lat.find(|c: char| c.is_ascii_alphabetic())?);
+    let v: f64 = v.parse().ok()?;
+    let ms = match unit {
+        "us" => v / 1e3,
+        "ms" => v,
+        "s" => v * 1e3,
+        _ => return None,
+    };
+    Some((rps, ms))
+}
+
+pub async fn run(ctx: &Ctx) -> Result<Section> {
+    raise_nofile();
+    let dur = ctx.opts.concurrent_duration.unwrap_or(ctx.pick(Duration::from_secs(2), Duration::from_secs(60)));
+    let mut sec = Section::new("concurrent", "Concurrent clients and maximum sustainable rate");
+    let wisp = ctx.start_wisp(&[])?;
+    wisp.deploy("hello", &ctx.wasm("hello")?, &bench_config()).await?;
+    let bl = Baselines::start(ctx, &["hello"], true)?;
+
+    // (a) 5 clients × 5 req/s.
+    let mut arms = vec![("Wisp", wisp.fn_url("hello", ""))];
+    for (p, s) in bl.list() {
+        arms.push((p, s.fn_url("hello", "")));
+    }
+    let mut rows = vec![];
+    let mut data_a = serde_json::Map::new();
+    let mut ecdfs = vec![];
+    let mut wisp_lat = vec![];
+    for (i, (p, url)) in arms.iter().enumerate() {
+        ctx.progress(&format!("concurrent: 5 clients × 5 req/s for {:.0} s on {p}", dur.as_secs_f64()));
+        let spec = LoadSpec {
+            targets: vec![Target::get(url.clone())],
+            weights: vec![],
+            mode: Mode::Closed { clients: 5, rate_per_client: Some(5.0) },
+            duration: dur,
+            max_requests: None,
+            keep_alive: true,
+            timeout: Duration::from_secs(30),
+        };
+        let r = load::run(&spec).await;
+        let lat = r.ok_latencies();
+        let t = if i == 0 { None } else { mw(&wisp_lat, &lat) };
+        let mut row = vec![p.to_string()];
+        row.extend(summary_cells(&Summary::of(&lat)));
+        row.push(format!("{:.1}", r.throughput()));
+        row.push(r.errors().to_string());
+        row.push(if i == 0 { "–".into() } else { pval(&t) });
+        rows.push(row);
+        ecdfs.push((p.to_string(), ecdf_thin(&lat, 400)));
+        data_a.insert(p.to_string(), arm_json(&lat, r.errors(), t.as_ref()));
+        if i == 0 {
+            wisp_lat = lat;
+        }
+    }
+    let why = match &bl.container {
+        Ok(_) => String::new(),
+        Err(e) => format!(" Container column **not measured**: {e}."),
+    };
+    sec.para(&format!(
+        "(a) 5 clients, each sending at most 5 requests/s (keep-alive) to `hello` for {:.0} s. Latencies in ms.{why}",
+        dur.as_secs_f64()
+    ));
+    sec.markdown.push_str(&table(&["platform", "n", "mean", "median", "p95", "p99", "SD", "CV", "req/s", "errors", "p vs Wisp"], &rows));
+    sec.plot(
+        "concurrent_ecdf.svg",
+        plot::lines("5 clients × 5 req/s: latency ECDF", "latency (ms, log)", "fraction ≤ x", &ecdfs, plot::LineOpts {
+            log_x: true,
+            step: true,
+            ..Default::default()
+        }),
+        "Latency ECDF of the rate-limited concurrent clients",
+    );
+
+    // (b) open loop, rising rate.
+    let rates: Vec<f64> = ctx.pick(vec![100.0, 400.0], (0..9).map(|k| 250.0 * 2f64.powi(k)).collect());
+    let step = ctx.pick(Duration::from_millis(700), Duration::from_secs(5));
+    let mut b_rows = vec![];
+    let mut b_data = serde_json::Map::new();
+    let mut curves = vec![];
+    let mut best = vec![];
+    for (p, url) in arms.iter().take(2) {
+        ctx.progress(&format!("concurrent: open-loop rates on {p}"));
+        let (m, steps, curve) = max_rate(url, &rates, step).await;
+        b_rows.push(vec![p.to_string(), if m > 0.0 { format!("{m:.0}") } else { format!("< {:.0}", rates[0]) }]);
+        b_data.insert(p.to_string(), json!({"max_rate": m, "steps": steps}));
+        curves.push((p.to_string(), curve));
+        best.push(m);
+    }
+    sec.para(&format!(
+        "(b) Open loop (keep-alive, latency from the scheduled send time) at {} req/s, {:.1} s per step, stopping at the first rate \
+         whose p99 exceeds {P99_BOUND_MS} ms, that has errors, or that answers under 95 % of what was offered.",
+        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        step.as_secs_f64()
+    ));
+    let gain = if best.len() == 2 && best[1] > 0.0 { best[0] / best[1] } else { f64::NAN };
+    b_rows.push(vec!["**throughput gain (Wisp / native)**".into(), format!("**{}×**", num(gain))]);
+    sec.markdown.push_str(&table(&["platform", "max sustainable req/s"], &b_rows));
+    sec.plot(
+        "concurrent_rate.svg",
+        plot::lines("Open loop: p99 vs offered rate", "offered rate (req/s, log)", "p99 (ms, log)", &curves, plot::LineOpts {
+            log_x: true,
+            log_y: true,
+            markers: true,
+            ..Default::default()
+        }),
+        "p99 latency at each offered rate until the bound is passed",
+    );
+
+    // (c) wrk cross-check.
+    let wrk_dur = ctx.pick(1, 5);
+    let url = wisp.fn_url("hello", "");
+    let wrk = std::process::Command::new("wrk").args(["-t1", "-c1", &format!("-d{wrk_dur}s"), &url]).output();
+    let c_json = match wrk {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let ours = load::run(&LoadSpec::serial(Target::get(url.clone()), Duration::from_secs(wrk_dur), true)).await;
+            let os = Summary::of(&ours.ok_latencies());
+            match parse_wrk(&text) {
+                Some((rps, ms)) => {
+                    sec.para(&format!(
+                        "(c) Load generator check, one kept-alive connection to `hello` for {wrk_dur} s: wrk {:.0} req/s, mean {} ms; \
+                         ours {:.0} req/s, mean {} ms. Our own overhead per request: {}.",
+                        rps,
+                        num(ms),
+                        ours.throughput(),
+                        num(os.mean),
+                        if os.mean > ms { format!("≈ **{} µs** more than wrk", num((os.mean - ms) * 1e3)) } else { "none measurable (ours was not slower than wrk)".into() }
+                    ));
+                    json!({"wrk_rps": rps, "wrk_mean_ms": ms, "ours_rps": ours.throughput(), "ours_mean_ms": os.mean, "overhead_us": (os.mean - ms) * 1e3})
+                }
+                None => json!({"error": "could not parse wrk output", "wrk": text}),
+            }
+        }
+        _ => {
+            sec.para("(c) wrk is not installed: the load generator was not cross-checked (apt-get install wrk).");
+            json!({"error": "wrk not installed"})
+        }
+    };
+    sec.json = json!({"rate_limited": {"clients": 5, "rate_per_client": 5, "duration_s": dur.as_secs_f64(), "arms": data_a},
+                      "open_loop": {"p99_bound_ms": P99_BOUND_MS, "step_s": step.as_secs_f64(), "platforms": b_data, "gain": gain},
+                      "wrk_check": c_json, "container": bl.container.as_ref().err()});
+    Ok(sec)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrk_output() {
+        let t = "Running 1s test @ http://x\n  1 threads and 1 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   85.23us   20.00us   1.00ms   90.00%\n    Req/Sec    11.00k     1.00k   12.00k    80.00%\n  11000 requests in 1.00s, 1.00MB read\nRequests/sec:  11000.50\nTransfer/sec:      1.00MB\n";
+        let (rps, ms) = super::parse_wrk(t).unwrap();
+        assert_eq!(rps, 11000.5);
+        assert!((ms - 0.08523).abs() < 1e-9);
+    }
+}

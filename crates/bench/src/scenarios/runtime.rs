@@ -1,0 +1,139 @@
+//! Scenario 6, runtime: CPU-bound functions, native vs Wasm, in-process
+//! (the engine Wisp uses, no HTTP) and end to end (HTTP, keep-alive).
+
+use super::{bench_config, mw};
+use crate::baseline::{cgi_env, run_native_once};
+use crate::http::Http;
+use crate::plot;
+use crate::report::{Section, num, pval, table};
+use crate::stats::{Summary, geo_mean};
+use crate::Ctx;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use serde_json::json;
+use std::time::Instant;
+
+pub async fn run(ctx: &Ctx) -> Result<Section> {
+    let set: Vec<(&str, &str)> = ctx.pick(
+        vec![
+            ("fibonacci", "n=25"),
+            ("hash", "iterations=100"),
+            ("prime-numbers", ""),
+            ("n-body", "steps=100"),
+            ("float-operation", "n=100000"),
+            ("matmul", "dimensions=100"),
+            ("linear-equations", "unknowns=100"),
+            ("aes", "iterations=10"),
+        ],
+        vec![
+            ("fibonacci", ""),
+            ("hash", ""),
+            ("prime-numbers", ""),
+            ("n-body", ""),
+            ("float-operation", "n=1000000"),
+            ("matmul", ""),
+            ("linear-equations", ""),
+            ("aes", ""),
+        ],
+    );
+    let reps = ctx.pick(3, 20);
+    let mut sec = Section::new("runtime", "Runtime: CPU-bound, Wasm vs native");
+    let rt = ctx.runtime()?;
+    let wisp = ctx.start_wisp(&[])?;
+    let http = Http::new(true);
+    let limits = wisp_core::Limits { timeout_ms: 120_000, ..Default::default() };
+    // The cost of starting a native process at all (included in every native figure).
+    let hello = ctx.native("hello")?.to_path_buf();
+    let spawn_ms: Vec<f64> = (0..reps).filter_map(|_| run_native_once(&hello, "", b"").ok()).map(|(d, _)| d.as_secs_f64() * 1e3).collect();
+    let mut rows = vec![];
+    let mut data = serde_json::Map::new();
+    let spawn = crate::stats::percentile(&spawn_ms, 50.0);
+    let (mut r_in, mut r_e2e, mut r_raw) = (vec![], vec![], vec![]);
+    for (f, q) in &set {
+        ctx.progress(&format!("runtime: {f} {q} × {reps}"));
+        let wasm = ctx.wasm(f)?;
+        let compiled = rt.compile(&wasm)?;
+        let art = ctx.scratch(&format!("{f}.cwasm"));
+        std::fs::write(&art, &compiled.artifact)?;
+        let loaded = rt.load(&art)?;
+        wisp.deploy(f, &wasm, &bench_config()).await?;
+        let exe = ctx.native(f)?.to_path_buf();
+        let env = cgi_env("GET", q, 0, f);
+        let args = vec![f.to_string()];
+        let url = wisp.fn_url(f, q);
+        // Warm-up of each.
+        let _ = run_native_once(&exe, q, b"");
+        let _ = http.get(&url).await?.ok()?;
+        let (mut nat, mut inp, mut e2e) = (vec![], vec![], vec![]);
+        for _ in 0..reps {
+            let (d, _) = run_native_once(&exe, q, b"")?;
+            nat.push(d.as_secs_f64() * 1e3);
+            let t0 = Instant::now();
+            let out = rt
+                .invoke(&loaded, wisp_runtime::Invocation { args: &args, env: &env, stdin: Bytes::new(), dirs: &[], limits: &limits })
+                .await
+                .with_context(|| format!("running {f} in process"))?;
+            inp.push(t0.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(!out.stdout.is_empty(), "{f} printed nothing");
+            let t1 = Instant::now();
+            http.get(&url).await?.ok()?;
+            e2e.push(t1.elapsed().as_secs_f64() * 1e3);
+        }
+        let (sn, si, se) = (Summary::of(&nat), Summary::of(&inp), Summary::of(&e2e));
+        // Compare compute with compute: the native median less the cost of
+        // starting a process at all (hello's median), floored at 5 % of it.
+        let native_compute = (sn.median - spawn).max(sn.median * 0.05);
+        let (ri, re) = (si.median / native_compute, se.median / sn.median);
+        r_in.push(ri);
+        r_e2e.push(re);
+        r_raw.push(si.median / sn.median);
+        let (ti, te) = (mw(&inp, &nat), mw(&e2e, &nat));
+        rows.push(vec![
+            format!("{f}{}", if q.is_empty() { String::new() } else { format!(" ({q})") }),
+            num(sn.median),
+            num(native_compute),
+            num(si.median),
+            num(se.median),
+            format!("{ri:.2}×"),
+            format!("{re:.2}×"),
+            pval(&ti),
+            pval(&te),
+        ]);
+        data.insert(
+            f.to_string(),
+            json!({"query": q, "native_ms": nat, "in_process_ms": inp, "end_to_end_ms": e2e, "native": sn, "in_process": si,
+                   "end_to_end": se, "native_compute_ms": native_compute, "ratio_in_process": ri, "ratio_in_process_raw": si.median / sn.median, "ratio_end_to_end": re, "mw_in_process_vs_native": ti, "mw_end_to_end_vs_native": te}),
+        );
+    }
+    let (gi, ge) = (geo_mean(&r_in), geo_mean(&r_e2e));
+    let graw = geo_mean(&r_raw);
+    rows.push(vec!["**geometric mean**".into(), "".into(), "".into(), "".into(), "".into(), format!("**{gi:.2}×**"), format!("**{ge:.2}×**"), "".into(), "".into()]);
+    sec.para(&format!(
+        "Median of {reps} runs each, ms. *native*: the native build run as a process with the CGI environment (wall time, including \
+         process start: {} ms for `hello`); *native compute* subtracts that start cost. *in-process*: a fresh instance from the precompiled module in this process (Wisp's engine, \
+         no HTTP). *end-to-end*: `GET /fn/…` on `wisp serve` over a kept-alive connection. *in-process / native* is in-process over native \
+         compute (papers: Wasmtime 1.31–1.41× native); *end-to-end / native* compares two whole requests (HTTP + instance vs process \
+         start). Against the raw native wall time the in-process geometric mean is {graw:.2}×. p-values compare each Wasm arm with the \
+         native wall times.",
+        num(crate::stats::percentile(&spawn_ms, 50.0))
+    ));
+    sec.markdown.push_str(&table(
+        &["function", "native", "native compute", "in-process", "end-to-end", "in-process / native", "end-to-end / native", "p in-process", "p end-to-end"],
+        &rows,
+    ));
+    let cats: Vec<String> = set.iter().map(|s| s.0.to_string()).collect();
+    sec.plot(
+        "runtime_ratio.svg",
+        plot::bars(
+            "Wasm / native time (median)",
+            "ratio to native",
+            &cats,
+            &[("in-process".into(), r_in.iter().map(|r| (*r, 0.0)).collect()), ("end-to-end".into(), r_e2e.iter().map(|r| (*r, 0.0)).collect())],
+            false,
+        ),
+        "CPU-bound functions: Wasm time relative to the native process (1 = native)",
+    );
+    sec.target("CPU-bound geo-mean vs native", "≤ 1.2× native", format!("{gi:.2}× in-process, {ge:.2}× end-to-end"), Some(gi <= 1.2));
+    sec.json = json!({"reps": reps, "native_spawn_hello_ms": spawn_ms, "functions": data, "geo_mean_in_process": gi, "geo_mean_end_to_end": ge, "geo_mean_in_process_raw": graw});
+    Ok(sec)
+}

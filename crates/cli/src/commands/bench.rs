@@ -1,0 +1,73 @@
+//! `wisp bench`: the papers' experiments against real baselines (see the
+//! `wisp-bench` crate).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use wisp_bench::{Options, Scenario};
+
+/// Run the benchmark scenarios and write a report.
+#[derive(Args, Debug)]
+pub struct BenchCommand {
+    /// Scenario to run (repeatable; default: all): serial, cold, concurrent, mixed, memory, runtime, size.
+    #[arg(long = "scenario", value_parser = parse_scenario)]
+    scenarios: Vec<Scenario>,
+    /// Run every scenario briefly (a smoke test; numbers are not for conclusions).
+    #[arg(long)]
+    quick: bool,
+    /// Output directory for results.json, report.md and the SVG plots.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// The guests' manifest written by scripts/build-functions.
+    #[arg(long, env = "WISP_BENCH_MANIFEST", default_value = "functions/target/manifest.json")]
+    manifest: PathBuf,
+    /// The `wisp` binary to launch as the server (default: this one).
+    #[arg(long, hide = true)]
+    wisp_bin: Option<PathBuf>,
+    /// Serial: time per function and platform, e.g. 10s.
+    #[arg(long, value_parser = wisp_core::units::parse_duration)]
+    duration: Option<Duration>,
+    /// Cold: repetitions of remove + deploy + first request.
+    #[arg(long)]
+    cold_runs: Option<usize>,
+    /// Memory: warm function counts, comma-separated (e.g. 1,10,100,1000).
+    #[arg(long, value_delimiter = ',')]
+    memory_counts: Option<Vec<usize>>,
+    /// Concurrent: duration of the rate-limited run, e.g. 60s.
+    #[arg(long, value_parser = wisp_core::units::parse_duration)]
+    concurrent_duration: Option<Duration>,
+    /// Do not measure the runc container baseline.
+    #[arg(long)]
+    no_container: bool,
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    s.parse()
+}
+
+impl BenchCommand {
+    /// Run; exit code 1 if a scenario failed.
+    pub fn execute(self) -> Result<i32> {
+        let wisp_bin = match self.wisp_bin {
+            Some(p) => p,
+            None => std::env::current_exe().context("locating the wisp binary")?,
+        };
+        let mut o = Options::new(wisp_bin, self.out, self.manifest);
+        o.quick = self.quick;
+        o.scenarios = self.scenarios;
+        o.duration = self.duration;
+        o.cold_runs = self.cold_runs;
+        o.memory_counts = self.memory_counts;
+        o.concurrent_duration = self.concurrent_duration;
+        o.no_container = self.no_container;
+        let w = wisp_bench::run(o)?;
+        println!("report:  {}", w.markdown.display());
+        println!("results: {}", w.json.display());
+        println!("plots:   {}", w.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "));
+        for (name, err) in &w.failed {
+            eprintln!("scenario {name} failed: {err}");
+        }
+        Ok(if w.failed.is_empty() { 0 } else { 1 })
+    }
+}

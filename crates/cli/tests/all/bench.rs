@@ -1,0 +1,96 @@
+//! `wisp bench --quick`: every scenario runs to completion against the real
+//! server and baselines and writes a sane JSON file, Markdown report and
+//! SVG plots. Numbers are only checked for sanity, never for speed.
+
+use crate::support::*;
+use std::process::Command;
+
+fn positive(v: &serde_json::Value, what: &str) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(x.is_finite() && x > 0.0, "{what} = {x}");
+    x
+}
+
+#[test]
+fn bench_quick_writes_a_sane_report() {
+    let _ = manifest(); // builds the guests (wasm + native) if needed
+    let out = tempfile::tempdir().unwrap();
+    let manifest_path = repo_root().join("functions/target/manifest.json");
+    let o = Command::new(wisp_bin())
+        .args(["bench", "--quick", "--out"])
+        .arg(out.path())
+        .arg("--manifest")
+        .arg(&manifest_path)
+        .env("WISP_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "wisp bench --quick failed: {}\nstdout: {}\nstderr: {stderr}", o.status, String::from_utf8_lossy(&o.stdout));
+    assert!(stderr.contains("[bench] scenario serial"), "no progress lines: {stderr}");
+
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(j["meta"]["quick"], true);
+    let sc = &j["scenarios"];
+    for name in ["serial", "cold", "concurrent", "mixed", "memory", "runtime", "size"] {
+        assert_eq!(sc[name]["ok"], true, "scenario {name}: {}", sc[name]["error"]);
+        for p in sc[name]["plots"].as_array().unwrap() {
+            let svg = std::fs::read_to_string(out.path().join(p.as_str().unwrap())).unwrap();
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{p} is not an SVG");
+            assert!(!svg.contains("NaN") && !svg.contains("inf\""), "{p} has non-finite coordinates");
+        }
+        assert!(!sc[name]["plots"].as_array().unwrap().is_empty(), "{name} has no plot");
+    }
+
+    // Serial: Wisp and the native baseline answered, raw samples kept.
+    let hello = &sc["serial"]["data"]["functions"]["hello"];
+    for arm in ["Wisp", "native process"] {
+        assert!(hello[arm]["summary"]["n"].as_u64().unwrap() > 0, "serial {arm}");
+        positive(&hello[arm]["summary"]["median"], "serial median");
+        assert_eq!(hello[arm]["errors"], 0, "serial {arm} errors");
+        assert_eq!(hello[arm]["samples_ms"].as_array().unwrap().len() as u64, hello[arm]["summary"]["n"].as_u64().unwrap());
+    }
+    let p = hello["native process"]["mann_whitney_vs_wisp"]["p"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+
+    // Cold: deploy and first response measured; restarts give true cold starts.
+    let cold = &sc["cold"]["data"];
+    for x in cold["redeploy"]["deploy_ms"].as_array().unwrap() {
+        positive(x, "deploy ms");
+    }
+    let c1 = &cold["concurrent"][0];
+    assert!(!c1["wisp_ms"].as_array().unwrap().is_empty());
+    assert!(!cold["server_init_ms"].as_array().unwrap().is_empty(), "no Wisp-Cold/init after a restart");
+
+    // Memory grows with warm functions.
+    let rss = sc["memory"]["data"]["rss_bytes"].as_array().unwrap();
+    assert!(rss.len() >= 2);
+    let (first, last) = (positive(&rss[0]["rss"], "rss"), positive(&rss[rss.len() - 1]["rss"], "rss"));
+    assert!(last >= first, "RSS shrank: {first} → {last}");
+
+    positive(&sc["runtime"]["data"]["geo_mean_in_process"], "runtime geo-mean");
+    positive(&sc["runtime"]["data"]["geo_mean_end_to_end"], "runtime e2e geo-mean");
+    for f in sc["size"]["data"]["functions"].as_array().unwrap() {
+        for k in ["wasm", "precompiled", "native", "min_image"] {
+            positive(&f[k], k);
+        }
+    }
+    positive(&sc["concurrent"]["data"]["open_loop"]["platforms"]["Wisp"]["max_rate"], "max rate");
+    positive(&sc["mixed"]["data"]["io_bound"][0]["throughput"], "I/O-bound throughput");
+
+    // Every target is reported with a verdict or a reason.
+    let targets = j["targets"].as_array().unwrap();
+    assert!(targets.len() >= 5, "{targets:?}");
+
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for h in ["## Targets", "(`serial`)", "(`cold`)", "(`concurrent`)", "(`mixed`)", "(`memory`)", "(`runtime`)", "(`size`)", "| hello |"] {
+        assert!(md.contains(h), "report.md lacks {h:?}:\n{md}");
+    }
+    assert!(!md.contains("failed"), "a scenario failed:\n{md}");
+}
+
+#[test]
+fn bench_rejects_an_unknown_scenario() {
+    let o = Command::new(wisp_bin()).args(["bench", "--scenario", "nope"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown scenario"), "{}", String::from_utf8_lossy(&o.stderr));
+}
