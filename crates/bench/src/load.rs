@@ -190,7 +190,7 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
             for c in 0..clients.max(1) {
                 let (http, spec, samples, sent) = (http.clone(), spec.clone(), samples.clone(), sent.clone());
                 tasks.push(tokio::spawn(async move {
-                    let mut rng = Rng::new(0x9E37_79B9 ^ (c as u64 + 1) * 0x1234_5678_9ABC);
+                    let mut rng = Rng::new(0x9E37_79B9 ^ ((c as u64 + 1) * 0x1234_5678_9ABC));
                     let interval = rate_per_client.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-9)));
                     let mut local = Vec::new();
                     let mut k: u32 = 0;

@@ -88,16 +88,14 @@ impl AllowedHost {
 
     /// Whether a request to `scheme://host:port` matches.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if let Some(s) = &self.scheme {
-            if s != scheme {
+        if let Some(s) = &self.scheme
+            && s != scheme {
                 return false;
             }
-        }
-        if let Some(p) = self.port {
-            if p != port {
+        if let Some(p) = self.port
+            && p != port {
                 return false;
             }
-        }
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         match &self.host {
             HostPattern::Any => true,

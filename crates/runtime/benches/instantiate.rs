@@ -1,3 +1,4 @@
+#![allow(missing_docs)]
 //! In-process figures of the hot and cold paths.
 //!
 //! - `warm/*`: fresh `Store` + WASI context + instance from a cached

@@ -28,11 +28,10 @@ pub fn parse_cgi_response(out: Bytes) -> CgiResponse {
             let mut has_location = false;
             for (k, v) in headers {
                 if k.eq_ignore_ascii_case("status") {
-                    if let Some(code) = v.split_whitespace().next().and_then(|c| c.parse::<u16>().ok()) {
-                        if (100..=999).contains(&code) {
+                    if let Some(code) = v.split_whitespace().next().and_then(|c| c.parse::<u16>().ok())
+                        && (100..=999).contains(&code) {
                             status = code;
                         }
-                    }
                 } else {
                     if k.eq_ignore_ascii_case("location") {
                         has_location = true;

@@ -51,11 +51,10 @@ async fn run(
         st.exec.metrics().error(ErrorKind::PayloadTooLarge);
         ApiError::new(ErrorKind::PayloadTooLarge, format!("request body exceeds the function's {max}-byte limit"))
     };
-    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
-        if len > max {
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > max {
             return Err(too_large());
         }
-    }
     let body = if h.version().abi == Abi::Http {
         // Streamed into the component; the limit applies as it flows.
         RequestBody::Stream(Limited::new(body, max as usize).boxed_unsync())

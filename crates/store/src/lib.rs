@@ -200,11 +200,10 @@ impl Store {
         let tx = db.transaction()?;
         let digest = wisp_core::digest_string(v.digest_hex);
         let config_json = serde_json::to_string(v.config).expect("config serializes");
-        if let Some(active) = active_version(&tx, v.name)? {
-            if active.digest == digest && &active.config == v.config {
+        if let Some(active) = active_version(&tx, v.name)?
+            && active.digest == digest && &active.config == v.config {
                 return Ok(Deployed { version: active, created: false });
             }
-        }
         let next: u32 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
             [v.name],
