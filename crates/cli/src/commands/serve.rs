@@ -40,7 +40,7 @@ pub struct ServeCommand {
     /// Threads doing HTTP I/O (default: one per core).
     #[arg(long, env = "WISP_WORKERS")]
     workers: Option<usize>,
-    /// Threads running guest code (default: one per core).
+    /// Threads running guest code (default: one per core; 0 runs guests on the I/O threads).
     #[arg(long, env = "WISP_GUEST_WORKERS")]
     guest_workers: Option<usize>,
     /// Log as JSON lines (filter with WISP_LOG, default `info`).
@@ -67,13 +67,15 @@ impl ServeCommand {
         if let Some(w) = self.guest_workers {
             g.worker_threads(w.max(1));
         }
+        let inline = self.guest_workers == Some(0);
         let guests = g.build()?;
-        let code = io.block_on(self.serve(guests.handle().clone()));
+        let handle = (!inline).then(|| guests.handle().clone());
+        let code = io.block_on(self.serve(handle));
         guests.shutdown_timeout(Duration::from_secs(1));
         code
     }
 
-    async fn serve(self, guests: tokio::runtime::Handle) -> Result<i32> {
+    async fn serve(self, guests: Option<tokio::runtime::Handle>) -> Result<i32> {
         raise_nofile_limit();
         let runtime = Arc::new(
             Runtime::new(EngineOptions { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..Default::default() })
@@ -88,7 +90,7 @@ impl ServeCommand {
             ExecutorOptions {
                 activation_retention: self.activation_retention,
                 max_module_bytes: self.max_module as usize,
-                guest_runtime: Some(guests),
+                guest_runtime: guests,
                 ..Default::default()
             },
         )
