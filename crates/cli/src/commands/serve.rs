@@ -25,6 +25,9 @@ pub struct ServeCommand {
     /// Instance slots in the pooling allocator: the most instances alive at once.
     #[arg(long, env = "WISP_POOL_INSTANCES", default_value_t = 2000)]
     pool_instances: u32,
+    /// Epoch tick: granularity of deadlines and of CPU-bound guests yielding, e.g. 1ms.
+    #[arg(long, env = "WISP_EPOCH_TICK", default_value = "1ms", value_parser = wisp_core::units::parse_duration)]
+    epoch_tick: Duration,
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long, env = "WISP_NO_POOLING")]
     no_pooling: bool,
@@ -78,7 +81,12 @@ impl ServeCommand {
     async fn serve(self, guests: Option<tokio::runtime::Handle>) -> Result<i32> {
         raise_nofile_limit();
         let runtime = Arc::new(
-            Runtime::new(EngineOptions { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..Default::default() })
+            Runtime::new(EngineOptions {
+                pooling: !self.no_pooling,
+                pool_instances: self.pool_instances,
+                epoch_tick: self.epoch_tick.max(Duration::from_micros(100)),
+                ..Default::default()
+            })
                 .context("starting the Wasm engine")?,
         );
         std::fs::create_dir_all(&self.home).with_context(|| format!("creating {}", self.home.display()))?;
