@@ -876,6 +876,17 @@ async fn writer(exec: std::sync::Weak<Executor>, store: Arc<Store>, mut rx: mpsc
     let mut since_prune = 0usize;
     let mut buf: Vec<Msg> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut buf, BATCH).await > 0 {
+        // Under load, let a batch fill for a moment: one transaction per
+        // ~25 ms instead of one per handful of records.
+        if buf.len() < BATCH && !buf.iter().any(|m| matches!(m, Msg::Flush(_))) {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            while buf.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => buf.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut batch = Vec::with_capacity(buf.len());
         let mut flushes = Vec::new();
         for m in buf.drain(..) {

@@ -88,7 +88,14 @@ pub struct NewVersion<'a> {
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
     home: PathBuf,
+    /// Functions and versions: `synchronous=FULL`, a committed deploy
+    /// survives power loss.
     db: Mutex<Connection>,
+    /// Activation records: `synchronous=NORMAL` (WAL). Consistent after a
+    /// crash and durable across process kills; a power cut may lose the
+    /// last batches. Profiling showed fsync per batch at ~10 % of the
+    /// server's CPU under load, for records that don't need it.
+    acts: Mutex<Connection>,
 }
 
 /// Hex SHA-256 of bytes.
@@ -151,7 +158,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { home: home.to_path_buf(), db: Mutex::new(conn) })
+        let acts = Connection::open(home.join("wisp.db"))?;
+        acts.busy_timeout(std::time::Duration::from_secs(5))?;
+        acts.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Store { home: home.to_path_buf(), db: Mutex::new(conn), acts: Mutex::new(acts) })
     }
 
     /// The home directory.
@@ -293,7 +303,7 @@ impl Store {
 
     /// Insert a batch of activation records in one transaction.
     pub fn insert_activations(&self, batch: &[Activation]) -> Result<()> {
-        let mut db = self.db.lock().unwrap();
+        let mut db = self.acts.lock().unwrap();
         let tx = db.transaction()?;
         {
             let mut st = tx.prepare_cached(
@@ -313,7 +323,7 @@ impl Store {
 
     /// Keep only the newest `keep` activations. Returns how many were removed.
     pub fn prune_activations(&self, keep: u64) -> Result<usize> {
-        let db = self.db.lock().unwrap();
+        let db = self.acts.lock().unwrap();
         Ok(db.execute(
             "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
             [keep as i64],
@@ -322,7 +332,7 @@ impl Store {
 
     /// Newest activations first, optionally of one function. Logs omitted.
     pub fn list_activations(&self, function: Option<&str>, limit: u32) -> Result<Vec<Activation>> {
-        let db = self.db.lock().unwrap();
+        let db = self.acts.lock().unwrap();
         let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL
                    FROM activations WHERE (?1 IS NULL OR function = ?1) ORDER BY seq DESC LIMIT ?2";
         let mut st = db.prepare_cached(sql)?;
@@ -332,7 +342,7 @@ impl Store {
 
     /// One activation with its log.
     pub fn get_activation(&self, id: &str) -> Result<Option<Activation>> {
-        let db = self.db.lock().unwrap();
+        let db = self.acts.lock().unwrap();
         let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log
                    FROM activations WHERE id = ?1";
         Ok(db.query_row(sql, [id], row_to_activation).optional()?)
