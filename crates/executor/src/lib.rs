@@ -340,29 +340,24 @@ impl Executor {
         let (deployed, loaded, compiled) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let digest = wisp_store::sha256_hex(&wasm);
             let artifact_path = store.artifact_path(runtime.fingerprint(), &digest);
-            let (abi, compiled_size, compile_ms, compiled, loaded) = match (artifact_path.exists(), runtime.load(&artifact_path)) {
-                (true, Ok(loaded)) => {
-                    // Same bytes were compiled before (any name): reuse.
+            // Same bytes compiled before (any name, this engine): reuse.
+            let reused = match artifact_path.exists().then(|| runtime.load(&artifact_path)) {
+                Some(Ok(loaded)) => Some(loaded),
+                Some(Err(wisp_runtime::Error::Invalid(m))) => return Err(Error::new(ErrorKind::BadRequest, m)),
+                Some(Err(_)) | None => None,
+            };
+            let (abi, compiled_size, compile_ms, compiled, loaded) = match reused {
+                Some(loaded) => {
                     let size = std::fs::metadata(&artifact_path).map(|m| m.len()).unwrap_or(0);
                     (loaded.abi(), size, 0.0, false, loaded)
                 }
-                (true, Err(wisp_runtime::Error::Invalid(m))) => return Err(Error::new(ErrorKind::BadRequest, m)),
-                _ => {
-                    let c = runtime.compile(&wasm).map_err(rt_err)?;
-                    store.put_blob(&wasm).map_err(store_err)?;
-                    let path = store.put_artifact(runtime.fingerprint(), &digest, &c.artifact).map_err(store_err)?;
-                    let loaded = match runtime.load(&path) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            // Not servable: leave nothing behind but files gc removes.
-                            let _ = std::fs::remove_file(&path);
-                            return Err(rt_err(e));
-                        }
-                    };
+                None => {
+                    let (c, loaded) = compile_artifact(&runtime, &store, &wasm, &digest)?;
                     (c.abi, c.artifact.len() as u64, c.compile_time.as_secs_f64() * 1e3, true, loaded)
                 }
             };
-            store.put_blob(&wasm).map_err(store_err)?;
+            // Only a servable module is kept; its version row comes last.
+            store.put_blob_as(&digest, &wasm).map_err(store_err)?;
             let d = store
                 .create_version(NewVersion {
                     name: &name_owned,
@@ -459,9 +454,7 @@ impl Executor {
             Err(e) => {
                 tracing::info!(artifact = %path.display(), reason = %e, "artifact unusable; recompiling from the stored module");
                 let wasm = store.read_blob(&digest).map_err(store_err)?;
-                let c = runtime.compile(&wasm).map_err(rt_err)?;
-                let p = store.put_artifact(runtime.fingerprint(), &digest, &c.artifact).map_err(store_err)?;
-                runtime.load(&p).map_err(rt_err)
+                compile_artifact(&runtime, &store, &wasm, &digest).map(|(_, loaded)| loaded)
             }
         })
         .await
@@ -510,7 +503,7 @@ impl Executor {
                         format!("function {:?} is at its concurrency limit ({}) and its queue is full", h.version.name, limits.max_concurrency),
                     );
                     e.retry_after = Some(1);
-                    return Err(self.fail(rec, e, t0));
+                    return Err(self.fail(&h.metrics, rec, e, t0));
                 }
                 let waited = tokio::time::timeout(Duration::from_millis(limits.queue_timeout_ms), h.permits.clone().acquire_owned()).await;
                 m.queue_depth.fetch_sub(1, Relaxed);
@@ -522,7 +515,7 @@ impl Executor {
                             format!("no instance of {:?} became free within {} ms", h.version.name, limits.queue_timeout_ms),
                         );
                         e.retry_after = Some(1);
-                        return Err(self.fail(rec, e, t0));
+                        return Err(self.fail(&h.metrics, rec, e, t0));
                     }
                 }
             }
@@ -547,7 +540,7 @@ impl Executor {
                 Ok(l) => l,
                 Err(e) => {
                     drop(permit);
-                    return Err(self.fail(rec, e, t0));
+                    return Err(self.fail(&h.metrics, rec, e, t0));
                 }
             }
         };
@@ -565,7 +558,7 @@ impl Executor {
         let body = match req.body {
             RequestBody::Full(b) => b,
             RequestBody::Stream(_) => {
-                return Err(self.fail(rec, Error::new(ErrorKind::Internal, "command modules need a collected body"), t0));
+                return Err(self.fail(&h.metrics, rec, Error::new(ErrorKind::Internal, "command modules need a collected body"), t0));
             }
         };
         let cgi = CgiRequest {
@@ -630,7 +623,7 @@ impl Executor {
                     rec.log = log_text(&o.stderr, o.stderr_truncated);
                 }
                 let err = self.run_error(e);
-                Err(self.fail(rec, err, t0))
+                Err(self.fail(&h.metrics, rec, err, t0))
             }
         }
     }
@@ -671,7 +664,7 @@ impl Executor {
         };
         let hreq = match b.body(body) {
             Ok(r) => r,
-            Err(e) => return Err(self.fail(rec, Error::new(ErrorKind::BadRequest, format!("invalid request: {e}")), t0)),
+            Err(e) => return Err(self.fail(&h.metrics, rec, Error::new(ErrorKind::BadRequest, format!("invalid request: {e}")), t0)),
         };
         m.running.fetch_add(1, Relaxed);
         let t_run = Instant::now();
@@ -700,7 +693,7 @@ impl Executor {
                     rec.log = log_text(&o.stderr, o.stderr_truncated);
                 }
                 let err = self.run_error(e);
-                return Err(self.fail(rec, err, t0));
+                return Err(self.fail(&h.metrics, rec, err, t0));
             }
         };
         let (parts, body) = out.response.into_parts();
@@ -787,7 +780,7 @@ impl Executor {
     }
 
     /// Record a failed activation and hand back the error with its id.
-    fn fail(&self, mut rec: Activation, mut e: Error, t0: Instant) -> Error {
+    fn fail(&self, m: &FunctionMetrics, mut rec: Activation, mut e: Error, t0: Instant) -> Error {
         rec.status = match e.kind {
             ErrorKind::Timeout => ActivationStatus::Timeout,
             ErrorKind::TooManyRequests | ErrorKind::Unavailable => ActivationStatus::Rejected,
@@ -795,10 +788,8 @@ impl Executor {
         };
         rec.http_status = e.kind.http_status();
         rec.error = Some(e.message.clone());
-        if let Some(h) = self.get(&rec.function) {
-            h.metrics.count(rec.status);
-            h.metrics.latency.observe_us(t0.elapsed().as_micros() as u64);
-        }
+        m.count(rec.status);
+        m.latency.observe_us(t0.elapsed().as_micros() as u64);
         self.metrics.error(e.kind);
         e.activation_id = Some(rec.id.clone());
         self.record(rec);
@@ -842,6 +833,20 @@ impl Executor {
         let _ = writeln!(out, "# HELP wisp_pooling_allocator 1 if the pooling instance allocator is active.\n# TYPE wisp_pooling_allocator gauge\nwisp_pooling_allocator {}", self.runtime.pooling() as u8);
         self.metrics.render_errors(&mut out);
         out
+    }
+}
+
+/// Compile `wasm`, write its artifact atomically and map it. Blocking.
+/// An artifact that cannot be linked is removed again.
+fn compile_artifact(runtime: &Runtime, store: &Store, wasm: &[u8], digest: &str) -> Result<(wisp_runtime::Compiled, Loaded), Error> {
+    let c = runtime.compile(wasm).map_err(rt_err)?;
+    let path = store.put_artifact(runtime.fingerprint(), digest, &c.artifact).map_err(store_err)?;
+    match runtime.load(&path) {
+        Ok(loaded) => Ok((c, loaded)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(rt_err(e))
+        }
     }
 }
 

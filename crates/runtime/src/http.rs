@@ -13,7 +13,7 @@
 //! connection pool for plain HTTP.
 
 use crate::engine::Runtime;
-use crate::invoke::{Limiter, RunError};
+use crate::invoke::{Limiter, RunError, arm_deadline, classify, instantiate_error, preopen};
 use crate::pipe::CappedPipe;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -21,8 +21,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::Store;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -81,12 +81,10 @@ pub(crate) struct Outbound {
     log: CappedPipe,
 }
 
-impl Outbound {
-    fn note(&self, msg: String) {
-        use wasmtime_wasi::p2::OutputStream;
-        let mut l = self.log.clone();
-        let _ = l.write(Bytes::from(msg));
-    }
+/// Add a platform line to the activation log.
+fn note(log: &CappedPipe, msg: String) {
+    use wasmtime_wasi::p2::OutputStream;
+    let _ = log.clone().write(Bytes::from(msg));
 }
 
 impl WasiHttpHooks for Outbound {
@@ -111,7 +109,7 @@ impl WasiHttpHooks for Outbound {
         let host = uri.host().unwrap_or("").to_string();
         let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         if !self.allow.allows(&scheme, &host, port) {
-            self.note(format!(
+            note(&self.log, format!(
                 "[wisp] outbound request to {scheme}://{host}:{port} denied: not in allowed_outbound_hosts\n"
             ));
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
@@ -136,9 +134,7 @@ impl WasiHttpHooks for Outbound {
                     } else {
                         wasmtime_wasi_http::Error::HttpProtocolError
                     };
-                    let mut l = log;
-                    use wasmtime_wasi::p2::OutputStream;
-                    let _ = l.write(Bytes::from(format!("[wisp] outbound request to {uri} failed: {e}\n")));
+                    note(&log, format!("[wisp] outbound request to {uri} failed: {e}\n"));
                     return Err(code);
                 }
                 Ok(Ok(r)) => r,
@@ -202,11 +198,7 @@ impl Runtime {
         let log = CappedPipe::new(inv.limits.max_log_bytes as usize, false);
         let mut b = WasiCtxBuilder::new();
         b.stdout(log.clone()).stderr(log.clone()).envs(inv.env);
-        for d in inv.dirs {
-            let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-            b.preopened_dir(&d.host, &d.guest, perms)
-                .map_err(|e| RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host)))?;
-        }
+        preopen(&mut b, inv.dirs)?;
         let state = HttpState {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
@@ -216,10 +208,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
-        });
+        arm_deadline(&mut store, deadline);
 
         let (parts, body) = req.into_parts();
         let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
@@ -237,30 +226,18 @@ impl Runtime {
         let (inst_tx, inst_rx) = tokio::sync::oneshot::channel::<Duration>();
         let task = tokio::spawn(async move {
             let run = async {
-                let proxy = match pre.instantiate_async(&mut store).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-                            return Err(RunError::PoolExhausted(format!("{e}")));
-                        }
-                        return Err(RunError::Internal(format!("instantiation failed: {e:#}")));
-                    }
-                };
+                let proxy = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
                 let _ = inst_tx.send(t0.elapsed());
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, wreq, out).await.map_err(|e| classify(e, &limits, None))
+                Ok(proxy.wasi_http_incoming_handler().call_handle(&mut store, wreq, out).await)
             };
-            let result = match tokio::time::timeout_at(deadline.into(), run).await {
-                Err(_) => Err(RunError::Timeout(limits.timeout(), None)),
-                Ok(r) => r,
-            };
+            let outcome = tokio::time::timeout_at(deadline.into(), run).await;
             let denied = store.data().limiter.denied;
             drop(store);
-            let result = match result {
-                Err(RunError::Trap(m, o)) if denied.is_some() => Err(RunError::Trap(
-                    format!("out of memory: the guest tried to grow its memory to {} bytes, past its {}-byte limit ({m})", denied.unwrap(), limits.memory_bytes),
-                    o,
-                )),
-                r => r,
+            let result = match outcome {
+                Err(_) => Err(RunError::Timeout(limits.timeout(), None)),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => classify(e, &limits, denied),
             };
             let (log, log_truncated) = log.take();
             HttpDone { result, log, log_truncated, run: t0.elapsed() }
@@ -269,7 +246,7 @@ impl Runtime {
         match rx.await {
             Ok(Ok(resp)) => {
                 let instantiate = inst_rx.await.unwrap_or_default();
-                let max = limits_body_cap(inv.limits);
+                let max = inv.limits.max_response_bytes as usize;
                 let resp = resp.map(|b: HyperOutgoingBody| {
                     http_body_util::Limited::new(b.map_err(|e| Box::new(e) as BoxError), max).boxed_unsync()
                 });
@@ -289,27 +266,6 @@ impl Runtime {
                     Err(e) => Err(RunError::Internal(format!("component task failed: {e}"))),
                 }
             }
-        }
-    }
-}
-
-fn limits_body_cap(l: &Limits) -> usize {
-    l.max_response_bytes as usize
-}
-
-fn classify(e: wasmtime::Error, limits: &Limits, _o: Option<()>) -> RunError {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => RunError::Timeout(limits.timeout(), None),
-        Some(Trap::StackOverflow) => RunError::Trap("stack overflow".into(), None),
-        Some(t) => RunError::Trap(t.to_string(), None),
-        None => {
-            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                if exit.0 == 0 {
-                    return RunError::Trap("the component exited before answering".into(), None);
-                }
-                return RunError::Exit(exit.0, None);
-            }
-            RunError::Trap(format!("{e:#}"), None)
         }
     }
 }

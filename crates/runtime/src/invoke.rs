@@ -112,21 +112,27 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// Attach the guest's output to an error that has none yet.
+    pub(crate) fn with_output(self, o: Output) -> RunError {
+        let o = Some(Box::new(o));
+        match self {
+            RunError::Timeout(d, None) => RunError::Timeout(d, o),
+            RunError::Trap(m, None) => RunError::Trap(m, o),
+            RunError::Exit(c, None) => RunError::Exit(c, o),
+            RunError::ResponseTooLarge(n, None) => RunError::ResponseTooLarge(n, o),
+            other => other,
+        }
+    }
+
     /// Attach a captured log to an error that has no output yet.
     pub(crate) fn with_log(self, log: Bytes, truncated: bool) -> RunError {
-        let o = Some(Box::new(Output {
+        self.with_output(Output {
             stdout: Bytes::new(),
             stderr: log,
             stderr_truncated: truncated,
             instantiate: Duration::ZERO,
             run: Duration::ZERO,
-        }));
-        match self {
-            RunError::Timeout(d, None) => RunError::Timeout(d, o),
-            RunError::Trap(m, None) => RunError::Trap(m, o),
-            RunError::Exit(c, None) => RunError::Exit(c, o),
-            other => other,
-        }
+        })
     }
 
     /// The guest's output, if it produced any before failing.
@@ -138,6 +144,58 @@ impl RunError {
             _ => None,
         }
     }
+}
+
+/// Preopen the granted directories.
+pub(crate) fn preopen(b: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result<(), RunError> {
+    for d in dirs {
+        let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        b.preopened_dir(&d.host, &d.guest, perms)
+            .map_err(|e| RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host)))?;
+    }
+    Ok(())
+}
+
+/// One tick ahead; on every tick, either trap (past the deadline) or yield
+/// to the scheduler so a CPU-bound guest cannot starve others.
+pub(crate) fn arm_deadline<T: 'static>(store: &mut Store<T>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+    });
+}
+
+/// Why instantiation failed.
+pub(crate) fn instantiate_error(e: wasmtime::Error) -> RunError {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        RunError::PoolExhausted(format!("{e}"))
+    } else {
+        RunError::Internal(format!("instantiation failed: {e:#}"))
+    }
+}
+
+/// What an error out of guest code means. `exit(0)` is not a failure.
+/// `denied` is the memory size the limiter refused, if any: a trap after a
+/// refused grow is reported as out of memory.
+pub(crate) fn classify(e: wasmtime::Error, limits: &Limits, denied: Option<usize>) -> Result<(), RunError> {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return if exit.0 == 0 { Ok(()) } else { Err(RunError::Exit(exit.0, None)) };
+    }
+    Err(match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => RunError::Timeout(limits.timeout(), None),
+        Some(Trap::StackOverflow) => RunError::Trap("stack overflow".into(), None),
+        Some(t) => match denied {
+            Some(want) => RunError::Trap(
+                format!(
+                    "out of memory: the guest tried to grow its memory to {want} bytes, past its {}-byte limit ({t})",
+                    limits.memory_bytes
+                ),
+                None,
+            ),
+            None => RunError::Trap(t.to_string(), None),
+        },
+        None => RunError::Trap(format!("{e:#}"), None),
+    })
 }
 
 impl Runtime {
@@ -159,39 +217,18 @@ impl Runtime {
             .stderr(stderr.clone())
             .args(inv.args)
             .envs(inv.env);
-        for d in inv.dirs {
-            let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-            b.preopened_dir(&d.host, &d.guest, perms)
-                .map_err(|e| RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host)))?;
-        }
+        preopen(&mut b, inv.dirs)?;
         let state = HostState {
             wasi: b.build_p1(),
             limiter: Limiter::new(inv.limits.memory_bytes as usize),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // One tick ahead; on every tick, either trap (past the deadline) or
-        // yield to the scheduler so a CPU-bound guest cannot starve others.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        arm_deadline(&mut store, deadline);
 
         let limits = inv.limits;
         let run = async {
-            let instance = match pre.instantiate_async(&mut store).await {
-                Ok(i) => i,
-                Err(e) => {
-                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-                        return Err(RunError::PoolExhausted(format!("{e}")));
-                    }
-                    return Err(RunError::Internal(format!("instantiation failed: {e:#}")));
-                }
-            };
+            let instance = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
             let t_inst = t0.elapsed();
             let start = instance
                 .get_typed_func::<(), ()>(&mut store, "_start")
@@ -214,39 +251,17 @@ impl Runtime {
         match outcome {
             Err(_elapsed) => {
                 let (o, _) = collect(Duration::ZERO);
-                Err(RunError::Timeout(limits.timeout(), Some(Box::new(o))))
+                Err(RunError::Timeout(limits.timeout(), None).with_output(o))
             }
             Ok(Err(e)) => Err(e),
             Ok(Ok((inst, result))) => {
                 let (o, overflow) = collect(inst);
                 if overflow {
-                    return Err(RunError::ResponseTooLarge(limits.max_response_bytes, Some(Box::new(o))));
+                    return Err(RunError::ResponseTooLarge(limits.max_response_bytes, None).with_output(o));
                 }
-                match result {
-                    Ok(()) => Ok(o),
-                    Err(e) => {
-                        if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                            if exit.0 == 0 {
-                                return Ok(o);
-                            }
-                            return Err(RunError::Exit(exit.0, Some(Box::new(o))));
-                        }
-                        match e.downcast_ref::<Trap>() {
-                            Some(Trap::Interrupt) => Err(RunError::Timeout(limits.timeout(), Some(Box::new(o)))),
-                            Some(Trap::StackOverflow) => Err(RunError::Trap("stack overflow".into(), Some(Box::new(o)))),
-                            Some(t) => {
-                                let msg = match denied {
-                                    Some(want) => format!(
-                                        "out of memory: the guest tried to grow its memory to {} bytes, past its {}-byte limit ({t})",
-                                        want, limits.memory_bytes
-                                    ),
-                                    None => t.to_string(),
-                                };
-                                Err(RunError::Trap(msg, Some(Box::new(o))))
-                            }
-                            None => Err(RunError::Trap(format!("{e:#}"), Some(Box::new(o)))),
-                        }
-                    }
+                match result.map_err(|e| classify(e, limits, denied)) {
+                    Ok(()) | Err(Ok(())) => Ok(o),
+                    Err(Err(err)) => Err(err.with_output(o)),
                 }
             }
         }

@@ -183,11 +183,18 @@ impl Store {
     /// Idempotent: existing blobs are not rewritten.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String> {
         let hex = sha256_hex(bytes);
-        let path = self.blob_path(&hex);
+        self.put_blob_as(&hex, bytes)?;
+        Ok(hex)
+    }
+
+    /// Store module bytes whose hex SHA-256 the caller already computed.
+    pub fn put_blob_as(&self, digest_hex: &str, bytes: &[u8]) -> Result<()> {
+        debug_assert_eq!(digest_hex, sha256_hex(bytes));
+        let path = self.blob_path(digest_hex);
         if !path.exists() {
             atomic_write(&path, bytes)?;
         }
-        Ok(hex)
+        Ok(())
     }
 
     /// Read a module blob.
