@@ -35,7 +35,8 @@ pub enum Launcher {
 
 /// The CGI environment for a request of `query` with a body of `body_len` bytes.
 pub fn cgi_env(method: &str, query: &str, body_len: usize, function: &str) -> Vec<(String, String)> {
-    let headers = vec![("host".to_string(), "127.0.0.1".to_string())];
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::HOST, http::HeaderValue::from_static("127.0.0.1"));
     build_cgi_env(
         &CgiRequest {
             method,
@@ -52,10 +53,9 @@ pub fn cgi_env(method: &str, query: &str, body_len: usize, function: &str) -> Ve
     )
 }
 
-/// Run a native executable once, synchronously; returns (wall time, stdout).
-pub fn run_native_once(exe: &Path, query: &str, body: &[u8]) -> Result<(Duration, Vec<u8>)> {
-    let env = cgi_env(if body.is_empty() { "GET" } else { "POST" }, query, body.len(), "f");
-    let t0 = Instant::now();
+/// Run a native executable once as a CGI process: exactly `env`, `body` on
+/// stdin; returns its stdout. Fails if it exits non-zero.
+pub fn run_process(exe: &Path, env: Vec<(String, String)>, body: &[u8]) -> Result<Vec<u8>> {
     let mut child = std::process::Command::new(exe)
         .env_clear()
         .envs(env)
@@ -66,9 +66,16 @@ pub fn run_native_once(exe: &Path, query: &str, body: &[u8]) -> Result<(Duration
         .with_context(|| format!("spawning {}", exe.display()))?;
     child.stdin.take().unwrap().write_all(body)?;
     let out = child.wait_with_output()?;
-    let dt = t0.elapsed();
     anyhow::ensure!(out.status.success(), "{} exited with {}", exe.display(), out.status);
-    Ok((dt, out.stdout))
+    Ok(out.stdout)
+}
+
+/// Run a native executable once, synchronously; returns (wall time, stdout).
+pub fn run_native_once(exe: &Path, query: &str, body: &[u8]) -> Result<(Duration, Vec<u8>)> {
+    let env = cgi_env(if body.is_empty() { "GET" } else { "POST" }, query, body.len(), "f");
+    let t0 = Instant::now();
+    let stdout = run_process(exe, env, body)?;
+    Ok((t0.elapsed(), stdout))
 }
 
 async fn run_launcher(l: &Launcher, method: &str, query: &str, body: Bytes, name: &str) -> Result<Vec<u8>> {

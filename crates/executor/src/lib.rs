@@ -94,13 +94,13 @@ fn join_err(e: tokio::task::JoinError) -> Error {
 #[derive(Debug, Default)]
 pub struct Request {
     /// Method.
-    pub method: String,
+    pub method: http::Method,
     /// Sub-path after `/fn/{name}` ("" or starting with `/`).
     pub path_info: String,
     /// Raw query string.
     pub query: String,
     /// Headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: http::HeaderMap,
     /// Body: collected (command ABI, already size-checked by the caller
     /// against `max_body_bytes`) or streaming (`http` ABI, limited by the
     /// caller).
@@ -562,7 +562,7 @@ impl Executor {
             }
         };
         let cgi = CgiRequest {
-            method: &req.method,
+            method: req.method.as_str(),
             path_info: &req.path_info,
             query: &req.query,
             headers: &req.headers,
@@ -650,9 +650,9 @@ impl Executor {
             path.push('?');
             path.push_str(&req.query);
         }
-        let mut b = http::Request::builder().method(req.method.as_str()).uri(path);
-        for (k, v) in &req.headers {
-            b = b.header(k.as_str(), v.as_str());
+        let mut b = http::Request::builder().method(req.method).uri(path);
+        if let Some(hs) = b.headers_mut() {
+            *hs = req.headers;
         }
         b = b.header("x-forwarded-prefix", format!("/fn/{}", h.version.name));
         let body = match req.body {

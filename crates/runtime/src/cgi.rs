@@ -89,7 +89,7 @@ pub struct CgiRequest<'a> {
     /// Raw query string without `?`.
     pub query: &'a str,
     /// Request headers.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a http::HeaderMap,
     /// Body length.
     pub content_length: usize,
     /// Function name (SCRIPT_NAME is `/fn/{name}`).
@@ -121,14 +121,16 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
     put("CONTENT_LENGTH", &req.content_length.to_string());
     let mut content_type = "";
     for (k, v) in req.headers {
-        if k.eq_ignore_ascii_case("content-type") {
+        let Ok(v) = v.to_str() else { continue };
+        if k == http::header::CONTENT_TYPE {
             content_type = v;
             continue;
         }
-        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("authorization") {
+        if k == http::header::CONTENT_LENGTH || k == http::header::AUTHORIZATION {
             // RFC 3875 §4.1.18: credentials are not passed through.
             continue;
         }
+        let k = k.as_str();
         let mut name = String::with_capacity(5 + k.len());
         name.push_str("HTTP_");
         for c in k.chars() {
@@ -236,7 +238,10 @@ mod tests {
 
     #[test]
     fn env_has_cgi_vars_query_and_fn_env_wins() {
-        let headers = vec![("X-Trace-Id".to_string(), "7".to_string()), ("Content-Type".into(), "text/csv".into()), ("Authorization".into(), "Bearer s".into())];
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-trace-id", "7".parse().unwrap());
+        headers.insert("content-type", "text/csv".parse().unwrap());
+        headers.insert("authorization", "Bearer s".parse().unwrap());
         let req = CgiRequest {
             method: "POST",
             path_info: "/a/b",

@@ -65,16 +65,11 @@ async fn run(
             Err(e) => return Err(ApiError::new(ErrorKind::BadRequest, format!("reading request body: {e}"))),
         }
     };
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-        .collect();
     let request = wisp_executor::Request {
-        method: parts.method.as_str().to_string(),
-        path_info,
         query: parts.uri.query().unwrap_or("").to_string(),
-        headers,
+        method: parts.method,
+        path_info,
+        headers: parts.headers,
         body,
         remote_addr,
         server_name: st.server_name.clone(),

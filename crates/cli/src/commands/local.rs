@@ -62,7 +62,7 @@ impl RunCommand {
             method: &method,
             path_info: &self.path,
             query: &query,
-            headers: &[],
+            headers: &http::HeaderMap::new(),
             content_length: body.len(),
             function: &name,
             server_name: "localhost",

@@ -6,9 +6,7 @@
 use crate::support::*;
 use http::Method;
 use serde_json::json;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use wisp_runtime::{CgiRequest, build_cgi_env, parse_cgi_response};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -44,9 +42,10 @@ fn run_native(exe: &Path, case: &Case, host_dir: Option<&Path>, host: &str) -> (
     let body = case.body.unwrap_or(b"");
     let method = if case.body.is_some() { "POST" } else { "GET" };
     // The headers the test client sends.
-    let mut headers = vec![("host".to_string(), host.to_string())];
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::HOST, host.parse().unwrap());
     if case.body.is_some() {
-        headers.push(("content-type".to_string(), "application/octet-stream".to_string()));
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
     }
     let env = build_cgi_env(
         &CgiRequest {
@@ -62,18 +61,8 @@ fn run_native(exe: &Path, case: &Case, host_dir: Option<&Path>, host: &str) -> (
         },
         &[],
     );
-    let mut child = Command::new(exe)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "native {} exited {:?}", exe.display(), out.status);
-    let mut stdout = out.stdout;
+    let mut stdout = wisp_bench::baseline::run_process(exe, env, body)
+        .unwrap_or_else(|e| panic!("native {}: {e:#}", exe.display()));
     if let Some(d) = host_dir {
         // Normalise the host path back to the guest's view.
         let from = d.to_str().unwrap().as_bytes();
