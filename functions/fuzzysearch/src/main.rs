@@ -7,26 +7,6 @@
 use serde_json::json;
 use wisp_sdk::{Error, Request, Response};
 
-/// Levenshtein distance between two char slices, `row` is scratch space.
-fn levenshtein(a: &[char], b: &[char], row: &mut Vec<usize>) -> usize {
-    row.clear();
-    row.extend(0..=b.len());
-    for (i, ca) in a.iter().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let up = row[j + 1];
-            row[j + 1] = if ca == cb {
-                diag
-            } else {
-                1 + diag.min(up).min(row[j])
-            };
-            diag = up;
-        }
-    }
-    row[b.len()]
-}
-
 fn main() {
     wisp_sdk::serve(|req: Request| {
         let search: String = req.param_or("search", "Hamlet".to_string())?;
@@ -47,57 +27,16 @@ fn main() {
             return Err(Error::bad_request("search must not be empty"));
         }
 
-        let (mut lines, mut words, mut matches, mut exact) = (0usize, 0usize, 0usize, 0usize);
-        let mut matching_lines = 0usize;
-        let mut first_lines = Vec::new();
-        let mut word: Vec<char> = Vec::with_capacity(64);
-        let mut row = Vec::with_capacity(64);
-        for (n, line) in text.lines().enumerate() {
-            lines += 1;
-            let mut line_matched = false;
-            let mut chars = line.chars().flat_map(char::to_lowercase).peekable();
-            while chars.peek().is_some() {
-                word.clear();
-                for c in chars.by_ref() {
-                    if c.is_alphanumeric() {
-                        word.push(c);
-                    } else {
-                        break;
-                    }
-                }
-                if word.is_empty() {
-                    continue;
-                }
-                words += 1;
-                let longest = word.len().max(pattern.len());
-                // Cheap length filter before the O(n·m) distance.
-                let diff = word.len().abs_diff(pattern.len());
-                if 1.0 - (diff as f64 / longest as f64) < threshold {
-                    continue;
-                }
-                let d = levenshtein(&word, &pattern, &mut row);
-                if 1.0 - (d as f64 / longest as f64) >= threshold {
-                    matches += 1;
-                    exact += usize::from(d == 0);
-                    line_matched = true;
-                }
-            }
-            if line_matched {
-                matching_lines += 1;
-                if first_lines.len() < limit {
-                    first_lines.push(n + 1);
-                }
-            }
-        }
+        let c = fuzzysearch::search_text(&text, &pattern, threshold, limit);
         Ok(Response::json(&json!({
             "search": search,
             "threshold": threshold,
-            "lines": lines,
-            "words": words,
-            "matches": matches,
-            "exact": exact,
-            "matching_lines": matching_lines,
-            "first_lines": first_lines,
+            "lines": c.lines,
+            "words": c.words,
+            "matches": c.matches,
+            "exact": c.exact,
+            "matching_lines": c.matching_lines,
+            "first_lines": c.first_lines,
         })))
     });
 }

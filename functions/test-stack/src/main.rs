@@ -14,6 +14,7 @@ fn deep(a: u64, b: u64, c: u64) -> u64 {
     r.rotate_left((c & 63) as u32) ^ a
 }
 
+#[allow(unconditional_recursion)] // on purpose: it must overflow
 fn shadow(n: u64, buf: &mut [u8; 256]) -> u64 {
     buf[(n % 256) as usize] = n as u8;
     let mut next = [0u8; 256];

@@ -76,7 +76,7 @@ fn run(params: &Params) -> Result<String, (u16, String)> {
         ));
     }
 
-    let counts = search_text(&String::from_utf8_lossy(&data), &pattern, threshold);
+    let counts = fuzzysearch::search_text(&String::from_utf8_lossy(&data), &pattern, threshold, 0);
     Ok(json!({
         "object": object,
         "url": url,
@@ -90,98 +90,4 @@ fn run(params: &Params) -> Result<String, (u16, String)> {
         "threshold": threshold,
     })
     .to_string())
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Counts {
-    lines: usize,
-    words: usize,
-    matches: usize,
-    exact: usize,
-    matching_lines: usize,
-}
-
-/// The word-level search of `functions/fuzzysearch` (keep the two in step).
-fn search_text(text: &str, pattern: &[char], threshold: f64) -> Counts {
-    let mut c = Counts::default();
-    let mut word: Vec<char> = Vec::with_capacity(64);
-    let mut row = Vec::with_capacity(64);
-    for line in text.lines() {
-        c.lines += 1;
-        let mut line_matched = false;
-        let mut chars = line.chars().flat_map(char::to_lowercase).peekable();
-        while chars.peek().is_some() {
-            word.clear();
-            for ch in chars.by_ref() {
-                if ch.is_alphanumeric() {
-                    word.push(ch);
-                } else {
-                    break;
-                }
-            }
-            if word.is_empty() {
-                continue;
-            }
-            c.words += 1;
-            let longest = word.len().max(pattern.len());
-            // Cheap length filter before the O(n·m) distance.
-            let diff = word.len().abs_diff(pattern.len());
-            if 1.0 - (diff as f64 / longest as f64) < threshold {
-                continue;
-            }
-            let d = levenshtein(&word, pattern, &mut row);
-            if 1.0 - (d as f64 / longest as f64) >= threshold {
-                c.matches += 1;
-                c.exact += usize::from(d == 0);
-                line_matched = true;
-            }
-        }
-        c.matching_lines += usize::from(line_matched);
-    }
-    c
-}
-
-/// Levenshtein distance between two char slices, `row` is scratch space.
-fn levenshtein(a: &[char], b: &[char], row: &mut Vec<usize>) -> usize {
-    row.clear();
-    row.extend(0..=b.len());
-    for (i, ca) in a.iter().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let up = row[j + 1];
-            row[j + 1] = if ca == cb {
-                diag
-            } else {
-                1 + diag.min(up).min(row[j])
-            };
-            diag = up;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts() {
-        let p: Vec<char> = "hamlet".chars().collect();
-        let c = search_text(
-            "Hamlet, prince.\nHamlett and HAMLET\nnothing\nhamlets2 Camlet",
-            &p,
-            0.8,
-        );
-        assert_eq!(
-            c,
-            Counts {
-                lines: 4,
-                words: 8,
-                matches: 4,
-                exact: 2,
-                matching_lines: 3
-            }
-        );
-    }
 }

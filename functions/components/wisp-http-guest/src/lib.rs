@@ -299,16 +299,7 @@ pub struct Params(pub Vec<(String, String)>);
 
 impl Params {
     pub fn parse(query: &str) -> Self {
-        Params(
-            query
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect(),
-        )
+        Params(wisp_sdk::parse_query(query))
     }
 
     /// The first value of `name`, if present and non-empty.
@@ -331,38 +322,8 @@ impl Params {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding (`+` is a space; bad escapes
-/// are kept as they are; invalid UTF-8 is replaced).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
+/// `application/x-www-form-urlencoded` decoding, shared with the command-module SDK.
+pub use wisp_sdk::percent_decode;
 
 /// Percent-encodes a URL path: everything but unreserved characters and `/`.
 pub fn encode_path(s: &str) -> String {
