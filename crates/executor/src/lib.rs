@@ -158,8 +158,9 @@ impl std::fmt::Debug for ResponseBody {
 pub struct Response {
     /// HTTP status.
     pub status: u16,
-    /// Headers from the guest.
-    pub headers: Vec<(String, String)>,
+    /// Headers from the guest (CGI header lines that are not valid HTTP are
+    /// dropped).
+    pub headers: http::HeaderMap,
     /// Body.
     pub body: ResponseBody,
     /// Activation id.
@@ -229,8 +230,14 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// 32 hex digits: 48 bits of Unix milliseconds, then 80 random bits (the
+/// layout of a UUIDv7 without the version nibbles). Time-ordered ids make the
+/// activation log's unique index append-mostly instead of a random B-tree
+/// insert per request, and sort the way people read logs.
 fn new_activation_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let ms = now_ms() as u128 & ((1 << 48) - 1);
+    let rnd = rand::random::<u128>() & ((1 << 80) - 1);
+    format!("{:032x}", (ms << 80) | rnd)
 }
 
 impl Executor {
@@ -609,7 +616,7 @@ impl Executor {
                 self.record(rec);
                 Ok(Response {
                     status: resp.status,
-                    headers: resp.headers,
+                    headers: header_map(resp.headers),
                     body: ResponseBody::Full(resp.body),
                     activation_id: id,
                     cold,
@@ -668,21 +675,9 @@ impl Executor {
         };
         m.running.fetch_add(1, Relaxed);
         let t_run = Instant::now();
-        let (runtime, h2) = (self.runtime.clone(), h.clone());
-        let fut = async move {
-            let c = &h2.version.config;
-            runtime
-                .invoke_http(&pre, hreq, HttpInvocation { env: &h2.env, dirs: &c.dirs, limits: &c.limits, allow: h2.allow.clone() })
-                .await
-        };
-        let result = match &self.opts.guest_runtime {
-            None => fut.await,
-            Some(rt) => {
-                let task = rt.spawn(fut);
-                let _abort = AbortOnDrop(task.abort_handle());
-                task.await.unwrap_or_else(|e| Err(RunError::Internal(format!("guest task ended abnormally: {e}"))))
-            }
-        };
+        let c = &h.version.config;
+        let inv = HttpInvocation { env: &h.env, dirs: &c.dirs, limits: &c.limits, allow: h.allow.clone() };
+        let result = self.runtime.invoke_http(&pre, hreq, inv, self.opts.guest_runtime.as_ref()).await;
         let out = match result {
             Ok(o) => o,
             Err(e) => {
@@ -698,56 +693,44 @@ impl Executor {
         };
         let (parts, body) = out.response.into_parts();
         rec.http_status = parts.status.as_u16();
-        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let id = rec.id.clone();
+        let cold = rec.cold;
+        // The record is finished by whichever ends last: the instance (its
+        // outcome and log) or the response body (bytes actually sent).
+        let fin = Arc::new(Finish {
+            rec: std::sync::Mutex::new(Some(rec)),
+            bytes_out: std::sync::atomic::AtomicU64::new(0),
+            records: self.records.clone(),
+            metrics: self.metrics_handle(),
+            fm: m.clone(),
+            t0,
+        });
         let body = {
             use http_body_util::BodyExt;
-            let counted = counted.clone();
+            let fin = fin.clone();
             body.map_frame(move |f| {
                 if let Some(d) = f.data_ref() {
-                    counted.fetch_add(d.len() as u64, Relaxed);
+                    fin.bytes_out.fetch_add(d.len() as u64, Relaxed);
                 }
                 f
             })
             .boxed_unsync()
         };
-        let headers = parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-            .collect();
-        let id = rec.id.clone();
-        let cold = rec.cold;
-        // Finish the record when the instance is gone.
-        let records = self.records.clone();
-        let metrics = self.metrics_handle();
-        let done = out.done;
-        tokio::spawn(async move {
-            let d = done.await;
+        let headers = parts.headers;
+        out.done.on_complete(move |d| {
             drop(permit);
-            m.running.fetch_sub(1, Relaxed);
+            fin.fm.running.fetch_sub(1, Relaxed);
+            let mut guard = fin.rec.lock().unwrap();
+            let Some(rec) = guard.as_mut() else { return };
             rec.run_us = t_run.elapsed().as_micros() as u64;
-            rec.bytes_out = counted.load(Relaxed);
-            match d {
-                Ok(d) => {
-                    rec.log = log_text(&d.log, d.log_truncated);
-                    match d.result {
-                        Ok(()) => rec.status = ActivationStatus::Success,
-                        Err(e) => {
-                            rec.status = if matches!(e, RunError::Timeout(..)) { ActivationStatus::Timeout } else { ActivationStatus::Error };
-                            rec.error = Some(format!("after the response head was sent: {e}"));
-                            metrics.error(if rec.status == ActivationStatus::Timeout { ErrorKind::Timeout } else { ErrorKind::Trap });
-                        }
-                    }
-                }
+            rec.log = log_text(&d.log, d.log_truncated);
+            match d.result {
+                Ok(()) => rec.status = ActivationStatus::Success,
                 Err(e) => {
-                    rec.status = ActivationStatus::Error;
-                    rec.error = Some(format!("component task failed: {e}"));
+                    rec.status = if matches!(e, RunError::Timeout(..)) { ActivationStatus::Timeout } else { ActivationStatus::Error };
+                    rec.error = Some(format!("after the response head was sent: {e}"));
+                    fin.metrics.error(if rec.status == ActivationStatus::Timeout { ErrorKind::Timeout } else { ErrorKind::Trap });
                 }
-            }
-            m.count(rec.status);
-            m.latency.observe_us(t0.elapsed().as_micros() as u64);
-            if records.try_send(Msg::Record(rec)).is_err() {
-                metrics.activations_dropped.fetch_add(1, Relaxed);
             }
         });
         let run = out.instantiate;
@@ -848,6 +831,41 @@ fn compile_artifact(runtime: &Runtime, store: &Store, wasm: &[u8], digest: &str)
             Err(rt_err(e))
         }
     }
+}
+
+/// A streamed activation awaiting its end: written to the log when the last
+/// of its holders (the instance's completion, the response body) lets go.
+struct Finish {
+    rec: std::sync::Mutex<Option<Activation>>,
+    bytes_out: std::sync::atomic::AtomicU64,
+    records: mpsc::Sender<Msg>,
+    metrics: Arc<Metrics>,
+    fm: Arc<FunctionMetrics>,
+    t0: Instant,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let Some(mut rec) = self.rec.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        rec.bytes_out = *self.bytes_out.get_mut();
+        self.fm.count(rec.status);
+        self.fm.latency.observe_us(self.t0.elapsed().as_micros() as u64);
+        if self.records.try_send(Msg::Record(rec)).is_err() {
+            self.metrics.activations_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// CGI header lines as an HTTP header map; lines that are not valid HTTP
+/// names or values are dropped.
+fn header_map(lines: Vec<(String, String)>) -> http::HeaderMap {
+    let mut hs = http::HeaderMap::with_capacity(lines.len());
+    for (k, v) in lines {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::try_from(v)) {
+            hs.append(k, v);
+        }
+    }
+    hs
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

@@ -162,9 +162,9 @@ pub struct HttpInvocation<'a> {
 pub struct HttpOutput {
     /// Status, headers and streaming body.
     pub response: http::Response<ResponseBody>,
-    /// Resolves when the guest is done (body written, instance dropped):
-    /// its outcome and the captured log.
-    pub done: tokio::task::JoinHandle<HttpDone>,
+    /// The end of the instance (body written, instance dropped): register
+    /// what to do with its outcome and log.
+    pub done: Completion,
     /// Time to instantiate.
     pub instantiate: Duration,
 }
@@ -181,17 +181,103 @@ pub struct HttpDone {
     pub run: Duration,
 }
 
+type OnDone = Box<dyn FnOnce(HttpDone) + Send>;
+
+enum DoneState {
+    Pending,
+    Waiting(OnDone),
+    Finished(HttpDone),
+}
+
+/// The end of a component instance that outlives its response head.
+///
+/// The instance task finishes it; whoever holds the `Completion` says what
+/// to do then with [`Completion::on_complete`]. The callback runs on the
+/// instance's own task when it ends (or at once if it already has), so
+/// finishing an activation costs no extra task, channel or wake-up.
+pub struct Completion(Arc<std::sync::Mutex<DoneState>>);
+
+impl Completion {
+    fn new() -> Completion {
+        Completion(Arc::new(std::sync::Mutex::new(DoneState::Pending)))
+    }
+
+    /// Run `f` with the outcome once the instance has ended.
+    pub fn on_complete(self, f: impl FnOnce(HttpDone) + Send + 'static) {
+        let mut st = self.0.lock().unwrap();
+        match std::mem::replace(&mut *st, DoneState::Pending) {
+            DoneState::Finished(d) => {
+                drop(st);
+                f(d)
+            }
+            _ => *st = DoneState::Waiting(Box::new(f)),
+        }
+    }
+
+    /// Wait for the instance to end.
+    pub async fn wait(self) -> HttpDone {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.on_complete(move |d| {
+            let _ = tx.send(d);
+        });
+        // The instance task always finishes the completion, also when it is
+        // cancelled (see `Finish`), so the sender is never just dropped.
+        rx.await.expect("instance task finishes its completion")
+    }
+
+    fn finish(&self, d: HttpDone) {
+        let mut st = self.0.lock().unwrap();
+        match std::mem::replace(&mut *st, DoneState::Pending) {
+            DoneState::Waiting(f) => {
+                drop(st);
+                f(d)
+            }
+            _ => *st = DoneState::Finished(d),
+        }
+    }
+}
+
+/// Finishes a completion even if the instance task is dropped mid-way
+/// (runtime shutdown): the waiter hears of it instead of hanging.
+struct Finish {
+    done: Option<Completion>,
+    t0: Instant,
+}
+
+impl Finish {
+    fn complete(mut self, d: HttpDone) {
+        if let Some(c) = self.done.take() {
+            c.finish(d)
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let Some(c) = self.done.take() {
+            c.finish(HttpDone {
+                result: Err(RunError::Internal("the instance task was cancelled (server shutting down)".into())),
+                log: Bytes::new(),
+                log_truncated: false,
+                run: self.t0.elapsed(),
+            })
+        }
+    }
+}
+
 impl Runtime {
     /// Serve one request with a fresh instance of a `wasi:http` component.
     ///
-    /// Returns once the guest has set its response (or failed before);
-    /// the body streams afterwards. Must be called inside a Tokio runtime:
-    /// the instance runs in a task spawned on it.
+    /// The instance runs in a task spawned on `guests` (or on the current
+    /// runtime when `None`). Returns once the guest has set its response
+    /// (or failed before); the body streams afterwards and
+    /// [`HttpOutput::done`] reports the end.
     pub async fn invoke_http(
         &self,
         pre: &ProxyPre<HttpState>,
         req: http::Request<GuestBody>,
         inv: HttpInvocation<'_>,
+        guests: Option<&tokio::runtime::Handle>,
     ) -> Result<HttpOutput, RunError> {
         let t0 = Instant::now();
         let deadline = t0 + inv.limits.timeout();
@@ -224,7 +310,9 @@ impl Runtime {
         let pre = pre.clone();
         let limits = inv.limits.clone();
         let (inst_tx, inst_rx) = tokio::sync::oneshot::channel::<Duration>();
-        let task = tokio::spawn(async move {
+        let done = Completion::new();
+        let finish = Finish { done: Some(Completion(done.0.clone())), t0 };
+        let task = async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
                 let _ = inst_tx.send(t0.elapsed());
@@ -240,8 +328,12 @@ impl Runtime {
                 Ok(Ok(Err(e))) => classify(e, &limits, denied),
             };
             let (log, log_truncated) = log.take();
-            HttpDone { result, log, log_truncated, run: t0.elapsed() }
-        });
+            finish.complete(HttpDone { result, log, log_truncated, run: t0.elapsed() });
+        };
+        match guests {
+            Some(rt) => drop(rt.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
 
         match rx.await {
             Ok(Ok(resp)) => {
@@ -250,20 +342,18 @@ impl Runtime {
                 let resp = resp.map(|b: HyperOutgoingBody| {
                     http_body_util::Limited::new(b.map_err(|e| Box::new(e) as BoxError), max).boxed_unsync()
                 });
-                Ok(HttpOutput { response: resp, done: task, instantiate })
+                Ok(HttpOutput { response: resp, done, instantiate })
             }
             Ok(Err(code)) => {
-                let _ = task.await;
+                let _ = done.wait().await;
                 Err(RunError::Trap(format!("the component answered with an error: {code:?}"), None))
             }
             Err(_) => {
                 // The outparam was dropped without a response: see why.
-                match task.await {
-                    Ok(done) => match done.result {
-                        Err(e) => Err(e.with_log(done.log, done.log_truncated)),
-                        Ok(()) => Err(RunError::Trap("the component returned without setting a response".into(), None)),
-                    },
-                    Err(e) => Err(RunError::Internal(format!("component task failed: {e}"))),
+                let d = done.wait().await;
+                match d.result {
+                    Err(e) => Err(e.with_log(d.log, d.log_truncated)),
+                    Ok(()) => Err(RunError::Trap("the component returned without setting a response".into(), None)),
                 }
             }
         }

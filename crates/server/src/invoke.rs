@@ -3,7 +3,7 @@
 use crate::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use std::net::SocketAddr;
@@ -83,15 +83,12 @@ async fn run(
     };
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let hs = resp.headers_mut();
-    for (k, v) in &r.headers {
-        let lk = k.to_ascii_lowercase();
-        if matches!(lk.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade") {
-            continue;
-        }
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-            hs.append(k, v);
-        }
+    *hs = r.headers;
+    // Framing is the server's business, not the guest's.
+    for name in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION, header::UPGRADE] {
+        hs.remove(name);
     }
+    hs.remove("keep-alive");
     if !hs.contains_key(header::CONTENT_TYPE) && h.version().abi == Abi::Command {
         hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     }

@@ -131,7 +131,7 @@ async fn run_http(
         wisp_core::outbound::AllowList::parse(&config.allowed_outbound_hosts).map_err(anyhow::Error::msg)?,
     );
     let inv = wisp_runtime::HttpInvocation { env, dirs: &config.dirs, limits: &config.limits, allow };
-    match runtime.invoke_http(pre, req, inv).await {
+    match runtime.invoke_http(pre, req, inv, None).await {
         Ok(out) => {
             let (parts, body) = out.response.into_parts();
             let mut so = std::io::stdout().lock();
@@ -144,7 +144,7 @@ async fn run_http(
             }
             let bytes = body.collect().await.map_err(|e| anyhow::anyhow!("response body: {e}"))?.to_bytes();
             so.write_all(&bytes)?;
-            let done = out.done.await?;
+            let done = out.done.wait().await;
             std::io::stderr().write_all(&done.log)?;
             if let Err(e) = done.result {
                 eprintln!("error: {e}");

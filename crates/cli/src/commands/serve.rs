@@ -28,6 +28,11 @@ pub struct ServeCommand {
     /// Epoch tick: granularity of deadlines and of CPU-bound guests yielding, e.g. 1ms.
     #[arg(long, env = "WISP_EPOCH_TICK", default_value = "1ms", value_parser = wisp_core::units::parse_duration)]
     epoch_tick: Duration,
+    /// Bytes of a pool slot's memory restored in place between requests instead
+    /// of being unmapped, e.g. 1MiB (default: 1MiB of dirty pages when the
+    /// kernel has PAGEMAP_SCAN, Linux >= 6.7; else the first 64KiB).
+    #[arg(long, env = "WISP_KEEP_RESIDENT", value_parser = wisp_core::units::parse_size)]
+    keep_resident: Option<u64>,
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long, env = "WISP_NO_POOLING")]
     no_pooling: bool,
@@ -54,6 +59,7 @@ pub struct ServeCommand {
 impl ServeCommand {
     /// Validate, build everything, bind, serve until a signal.
     pub fn execute(self) -> Result<i32> {
+        quiet_library_backtraces();
         init_tracing(self.log_json);
         if self.pool_instances == 0 {
             anyhow::bail!("--pool-instances must be at least 1");
@@ -85,6 +91,7 @@ impl ServeCommand {
                 pooling: !self.no_pooling,
                 pool_instances: self.pool_instances,
                 epoch_tick: self.epoch_tick.max(Duration::from_micros(100)),
+                keep_resident: self.keep_resident.map(|b| b as usize),
                 ..Default::default()
             })
                 .context("starting the Wasm engine")?,
@@ -115,7 +122,7 @@ impl ServeCommand {
         });
         let n = exec.list().await.map(|l| l.len()).unwrap_or(0);
         tracing::info!(
-            %addr, home = %home.display(), functions = n, pooling = runtime.pooling(),
+            %addr, home = %home.display(), functions = n, pooling = runtime.pooling(), pagemap_scan = runtime.pagemap_scan(),
             engine = runtime.fingerprint(), auth = self.token.is_some(), "wisp serving"
         );
         // The one line scripts and tests parse.
@@ -173,5 +180,17 @@ fn init_tracing(json: bool) {
         let _ = b.json().try_init();
     } else {
         let _ = b.try_init();
+    }
+}
+
+/// With `RUST_BACKTRACE=1` in the environment every library error captures a
+/// stack trace, and Wasmtime builds one such error each time a component
+/// store is dropped: about 2 % of a busy server's CPU spent unwinding. Unless
+/// the operator chose otherwise with `RUST_LIB_BACKTRACE`, turn library
+/// backtraces off; panics still print theirs under `RUST_BACKTRACE`.
+fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first thing in `serve`, before any thread exists.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }
