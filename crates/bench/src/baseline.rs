@@ -5,7 +5,8 @@
 //!   CGI environment (what `crates/cli/tests/all/functions.rs` checks for
 //!   equality with the Wasm build), classic CGI;
 //! - **container**: the same native build in a fresh `runc` container per
-//!   request (see [`crate::runc`]).
+//!   request (see [`crate::runc`]);
+//! - **naive Wasm**: a new Wasmtime engine and a fresh compile per request.
 //!
 //! The HTTP front (a hyper server on its own two-thread Tokio runtime in
 //! this process) adds a few tens of µs on top of the spawn.
@@ -31,6 +32,36 @@ pub enum Launcher {
     Native(PathBuf),
     /// Run this native executable in a fresh runc container.
     Runc(Arc<crate::runc::Runc>, PathBuf),
+    /// The naive Wasm design (the thesis' first Wasmtime POC): a new
+    /// `Engine`, `Module::from_file` (compiling every time), WASI linking and
+    /// `_start` per request, on a blocking thread.
+    NaiveWasm(PathBuf),
+}
+
+/// One request in the naive design; returns stdout.
+pub fn run_naive_wasm(module: &Path, env: &[(String, String)], body: &[u8]) -> Result<Vec<u8>> {
+    use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::from_file(&engine, module)?;
+    let mut linker = wasmtime::Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c)?;
+    let out = MemoryOutputPipe::new(16 << 20);
+    let ctx = wasmtime_wasi::WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(Bytes::copy_from_slice(body)))
+        .stdout(out.clone())
+        .envs(env)
+        .build_p1();
+    let mut store = wasmtime::Store::new(&engine, ctx);
+    let instance = linker.instantiate(&mut store, &module)?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+    if let Err(e) = start.call(&mut store, ()) {
+        match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(x) if x.0 == 0 => {}
+            _ => return Err(e.into()),
+        }
+    }
+    drop(store);
+    Ok(out.contents().to_vec())
 }
 
 /// The CGI environment for a request of `query` with a body of `body_len` bytes.
@@ -87,6 +118,10 @@ async fn run_launcher(l: &Launcher, method: &str, query: &str, body: Bytes, name
             c
         }
         Launcher::Runc(r, exe) => r.command(exe, &env)?,
+        Launcher::NaiveWasm(m) => {
+            let m = m.clone();
+            return tokio::task::spawn_blocking(move || run_naive_wasm(&m, &env, &body)).await?;
+        }
     };
     let mut child = cmd
         .stdin(Stdio::piped())

@@ -12,11 +12,13 @@ pub mod baseline;
 pub mod http;
 pub mod load;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod runc;
 pub mod scenarios;
 pub mod server;
 pub mod stats;
+pub mod wasmtime_serve;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -165,9 +167,9 @@ impl Ctx {
         std::fs::read(&f.wasm).with_context(|| format!("reading {}", f.wasm.display()))
     }
 
-    /// Progress line on stderr.
+    /// Progress line on stderr (above the bars on a terminal).
     pub fn progress(&self, msg: &str) {
-        eprintln!("[bench] {msg}");
+        progress::line(msg);
     }
 
     /// A fresh directory under the scratch directory.

@@ -167,6 +167,17 @@ impl Rng {
     }
 }
 
+/// "32 clients → /fn/hello" for progress output.
+fn describe(spec: &LoadSpec) -> String {
+    let path = spec.targets[0].url.splitn(4, '/').nth(3).unwrap_or("");
+    let more = if spec.targets.len() > 1 { format!(" +{}", spec.targets.len() - 1) } else { String::new() };
+    match spec.mode {
+        Mode::Closed { clients, rate_per_client: None } => format!("{clients} clients → /{path}{more}"),
+        Mode::Closed { clients, rate_per_client: Some(r) } => format!("{clients}×{r:.0}/s → /{path}{more}"),
+        Mode::Open { rate, .. } => format!("open {rate:.0}/s → /{path}{more}"),
+    }
+}
+
 async fn one(http: &Http, t: &Target, timeout: Duration) -> (u16, bool) {
     match tokio::time::timeout(timeout, http.send(t.method.clone(), &t.url, &[], t.body.clone())).await {
         Ok(Ok(r)) => (r.status.as_u16(), r.header("wisp-cold") == Some("true")),
@@ -177,6 +188,7 @@ async fn one(http: &Http, t: &Target, timeout: Duration) -> (u16, bool) {
 /// Run a load. Must be called inside a Tokio runtime.
 pub async fn run(spec: &LoadSpec) -> LoadResult {
     assert!(!spec.targets.is_empty(), "a load needs at least one target");
+    let _bar = (spec.duration >= Duration::from_secs(2)).then(|| crate::progress::timed(&describe(spec), spec.duration));
     let http = Http::new(spec.keep_alive);
     let start = Instant::now();
     let end = start + spec.duration;

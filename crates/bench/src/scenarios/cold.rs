@@ -29,6 +29,12 @@ async fn spawn_many(l: &Launcher, n: usize) -> Vec<f64> {
                     c
                 }
                 Launcher::Runc(r, exe) => r.command(exe, &env).ok()?,
+                Launcher::NaiveWasm(m) => {
+                    let m = m.clone();
+                    let t0 = Instant::now();
+                    tokio::task::spawn_blocking(move || crate::baseline::run_naive_wasm(&m, &env, b"")).await.ok()?.ok()?;
+                    return Some(t0.elapsed().as_secs_f64() * 1e3);
+                }
             };
             let t0 = Instant::now();
             let out = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).output().await.ok()?;
@@ -53,10 +59,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut wisp = ctx.start_wisp(&[])?;
 
     // (a) remove, redeploy, first request.
-    ctx.progress(&format!("cold: {n} × remove + deploy + first request"));
+    let bar = crate::progress::counter("cold: remove + deploy + first request", n as u64);
     let http = Http::new(false);
     let (mut deploy_ms, mut first_ms, mut first_cold) = (vec![], vec![], 0);
     for k in 0..n {
+        bar.inc();
         wisp.remove("cold").await?;
         // A new hash each time, so every deploy compiles (no artifact cache hit).
         let module = distinct_module(&wasm, &format!("cold-{k}"));
@@ -77,12 +84,14 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut cold_seen = 0usize;
     let mut cold_total = 0usize;
     for &i in &levels {
-        ctx.progress(&format!("cold: {i} concurrent cold start(s) × {reps}"));
         for k in 0..i {
-            wisp.deploy(&format!("c{i}-{k}"), &wasm, &bench_config()).await?;
+            // Distinct modules: i different functions, not one under i names.
+            wisp.deploy(&format!("c{i}-{k}"), &distinct_module(&wasm, &format!("c{i}-{k}")), &bench_config()).await?;
         }
         let (mut w, mut nat, mut con) = (vec![], vec![], vec![]);
+        let bar = crate::progress::counter(&format!("cold: {i} at once (restart each time)"), reps as u64);
         for _ in 0..reps {
+            bar.inc();
             wisp.restart()?;
             let mut tasks = Vec::new();
             for k in 0..i {
