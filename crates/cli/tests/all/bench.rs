@@ -75,6 +75,15 @@ fn bench_quick_writes_a_sane_report() {
         }
     }
     positive(&sc["concurrent"]["data"]["open_loop"]["platforms"]["Wisp"]["max_rate"], "max rate");
+    // Saturation: Wisp and the naive Wasm design both answered without errors.
+    let sat = &sc["concurrent"]["data"]["saturation"];
+    for arm in ["hello: Wisp", "hello: naive Wasm (Engine + compile per request)", "hello-http: Wisp"] {
+        positive(&sat[arm]["rps"], arm);
+        assert_eq!(sat[arm]["errors"], 0, "{arm} errors: {sat}");
+    }
+    if wisp_bench::wasmtime_serve::find().is_some() {
+        assert!(sat["wasmtime_version"].as_str().is_some_and(|v| v.contains("wasmtime")), "wasmtime serve not measured: {sat}");
+    }
     positive(&sc["mixed"]["data"]["io_bound"][0]["throughput"], "I/O-bound throughput");
 
     // Every target is reported with a verdict or a reason.
