@@ -266,8 +266,12 @@ pub fn write(ctx: &Ctx, sections: &[Section], seconds: f64) -> Result<crate::Wri
             let png = svg.with_extension("png");
             if std::process::Command::new("rsvg-convert").arg(&svg).arg("-o").arg(&png).status().is_ok_and(|s| s.success()) {
                 plots.push(png);
+            } else {
+                crate::progress::line(&format!("rsvg-convert failed on {}: no PNG copy", svg.display()));
             }
         }
+    } else {
+        crate::progress::line("rsvg-convert not found: plots written as SVG only (apt-get install librsvg2-bin for PNG copies)");
     }
     let md_path = out.join("report.md");
     std::fs::write(&md_path, md)?;

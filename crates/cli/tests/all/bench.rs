@@ -31,12 +31,18 @@ fn bench_quick_writes_a_sane_report() {
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     assert_eq!(j["meta"]["quick"], true);
     let sc = &j["scenarios"];
+    let has_rsvg = Command::new("rsvg-convert").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(has_rsvg || std::env::var("CI").is_err(), "CI must have rsvg-convert (scripts/test installs librsvg2-bin)");
     for name in ["serial", "cold", "concurrent", "mixed", "memory", "runtime", "size"] {
         assert_eq!(sc[name]["ok"], true, "scenario {name}: {}", sc[name]["error"]);
         for p in sc[name]["plots"].as_array().unwrap() {
             let svg = std::fs::read_to_string(out.path().join(p.as_str().unwrap())).unwrap();
             assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{p} is not an SVG");
             assert!(!svg.contains("NaN") && !svg.contains("inf\""), "{p} has non-finite coordinates");
+            if has_rsvg {
+                let png = std::fs::read(out.path().join(p.as_str().unwrap()).with_extension("png")).expect("a PNG copy of every plot");
+                assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{p}: PNG copy is not a PNG");
+            }
         }
         assert!(!sc[name]["plots"].as_array().unwrap().is_empty(), "{name} has no plot");
     }
