@@ -705,17 +705,7 @@ impl Executor {
             fm: m.clone(),
             t0,
         });
-        let body = {
-            use http_body_util::BodyExt;
-            let fin = fin.clone();
-            body.map_frame(move |f| {
-                if let Some(d) = f.data_ref() {
-                    fin.bytes_out.fetch_add(d.len() as u64, Relaxed);
-                }
-                f
-            })
-            .boxed_unsync()
-        };
+        let body = http_body_util::BodyExt::boxed_unsync(Counted { inner: body, fin: Some(fin.clone()) });
         let headers = parts.headers;
         out.done.on_complete(move |d| {
             drop(permit);
@@ -853,6 +843,47 @@ impl Drop for Finish {
         if self.records.try_send(Msg::Record(rec)).is_err() {
             self.metrics.activations_dropped.fetch_add(1, Relaxed);
         }
+    }
+}
+
+/// A streamed response body that counts the bytes sent and lets go of its
+/// activation at the end of the stream, before the server writes the last
+/// bytes, so a client that has the whole response can read the record.
+struct Counted {
+    inner: wisp_runtime::ResponseBody,
+    fin: Option<Arc<Finish>>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = wisp_runtime::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            std::task::Poll::Ready(Some(Ok(f))) => {
+                if let (Some(d), Some(fin)) = (f.data_ref(), &self.fin) {
+                    fin.bytes_out.fetch_add(d.len() as u64, Relaxed);
+                }
+                if self.inner.is_end_stream() {
+                    self.fin = None;
+                }
+            }
+            std::task::Poll::Ready(_) => self.fin = None,
+            std::task::Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
