@@ -695,9 +695,11 @@ impl Executor {
         rec.http_status = parts.status.as_u16();
         let id = rec.id.clone();
         let cold = rec.cold;
-        // The record is finished by whichever ends last: the instance (its
-        // outcome and log) or the response body (bytes actually sent).
-        let fin = Arc::new(Finish {
+        // The record is written when the last of its two holders lets go:
+        // the instance's completion (outcome, log) and the response body
+        // (bytes sent). The body ends only after the instance has, so a
+        // client holding the whole response can read its record.
+        let pending = Arc::new(PendingRecord {
             rec: std::sync::Mutex::new(Some(rec)),
             bytes_out: std::sync::atomic::AtomicU64::new(0),
             records: self.records.clone(),
@@ -705,23 +707,27 @@ impl Executor {
             fm: m.clone(),
             t0,
         });
-        let body = http_body_util::BodyExt::boxed_unsync(Counted { inner: body, fin: Some(fin.clone()) });
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let body = http_body_util::BodyExt::boxed_unsync(Counted { inner: Some(body), pending: Some(pending.clone()), instance_ended: ended_rx });
         let headers = parts.headers;
         out.done.on_complete(move |d| {
             drop(permit);
-            fin.fm.running.fetch_sub(1, Relaxed);
-            let mut guard = fin.rec.lock().unwrap();
-            let Some(rec) = guard.as_mut() else { return };
-            rec.run_us = t_run.elapsed().as_micros() as u64;
-            rec.log = log_text(&d.log, d.log_truncated);
-            match d.result {
-                Ok(()) => rec.status = ActivationStatus::Success,
-                Err(e) => {
-                    rec.status = if matches!(e, RunError::Timeout(..)) { ActivationStatus::Timeout } else { ActivationStatus::Error };
-                    rec.error = Some(format!("after the response head was sent: {e}"));
-                    fin.metrics.error(if rec.status == ActivationStatus::Timeout { ErrorKind::Timeout } else { ErrorKind::Trap });
+            pending.fm.running.fetch_sub(1, Relaxed);
+            if let Some(rec) = pending.rec.lock().unwrap().as_mut() {
+                rec.run_us = t_run.elapsed().as_micros() as u64;
+                rec.log = log_text(&d.log, d.log_truncated);
+                match d.result {
+                    Ok(()) => rec.status = ActivationStatus::Success,
+                    Err(e) => {
+                        rec.status = if matches!(e, RunError::Timeout(..)) { ActivationStatus::Timeout } else { ActivationStatus::Error };
+                        rec.error = Some(format!("after the response head was sent: {e}"));
+                        pending.metrics.error(if rec.status == ActivationStatus::Timeout { ErrorKind::Timeout } else { ErrorKind::Trap });
+                    }
                 }
             }
+            // Let go first, then tell the body: its drop is then the last.
+            drop(pending);
+            let _ = ended_tx.send(());
         });
         let run = out.instantiate;
         Ok(Response {
@@ -825,7 +831,7 @@ fn compile_artifact(runtime: &Runtime, store: &Store, wasm: &[u8], digest: &str)
 
 /// A streamed activation awaiting its end: written to the log when the last
 /// of its holders (the instance's completion, the response body) lets go.
-struct Finish {
+struct PendingRecord {
     rec: std::sync::Mutex<Option<Activation>>,
     bytes_out: std::sync::atomic::AtomicU64,
     records: mpsc::Sender<Msg>,
@@ -834,7 +840,7 @@ struct Finish {
     t0: Instant,
 }
 
-impl Drop for Finish {
+impl Drop for PendingRecord {
     fn drop(&mut self) {
         let Some(mut rec) = self.rec.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return };
         rec.bytes_out = *self.bytes_out.get_mut();
@@ -846,12 +852,15 @@ impl Drop for Finish {
     }
 }
 
-/// A streamed response body that counts the bytes sent and lets go of its
-/// activation at the end of the stream, before the server writes the last
-/// bytes, so a client that has the whole response can read the record.
+/// A streamed response body that counts the bytes sent and ends only once
+/// the instance has too: as with a CGI process, the response is complete
+/// when the function is, and its record is queued before the last bytes go
+/// out.
 struct Counted {
-    inner: wisp_runtime::ResponseBody,
-    fin: Option<Arc<Finish>>,
+    /// `None` once the guest's body has ended.
+    inner: Option<wisp_runtime::ResponseBody>,
+    pending: Option<Arc<PendingRecord>>,
+    instance_ended: oneshot::Receiver<()>,
 }
 
 impl http_body::Body for Counted {
@@ -862,28 +871,35 @@ impl http_body::Body for Counted {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        match &r {
-            std::task::Poll::Ready(Some(Ok(f))) => {
-                if let (Some(d), Some(fin)) = (f.data_ref(), &self.fin) {
-                    fin.bytes_out.fetch_add(d.len() as u64, Relaxed);
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(inner) = &mut this.inner {
+            match std::pin::Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(None) => this.inner = None,
+                Poll::Ready(Some(Ok(f))) => {
+                    if let (Some(d), Some(p)) = (f.data_ref(), &this.pending) {
+                        p.bytes_out.fetch_add(d.len() as u64, Relaxed);
+                    }
+                    return Poll::Ready(Some(Ok(f)));
                 }
-                if self.inner.is_end_stream() {
-                    self.fin = None;
-                }
+                other => return other,
             }
-            std::task::Poll::Ready(_) => self.fin = None,
-            std::task::Poll::Pending => {}
         }
-        r
+        // The guest's body is done; end the response with the instance.
+        // (A dropped sender also means the instance is gone.)
+        if std::pin::Pin::new(&mut this.instance_ended).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.pending = None;
+        Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.pending.is_none() && self.inner.is_none()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| http_body::SizeHint::with_exact(0))
     }
 }
 

@@ -148,17 +148,9 @@ pub(crate) async fn list_activations(State(st): S, Query(q): Query<ActivationsQu
 }
 
 pub(crate) async fn get_activation(State(st): S, Path(id): Path<String>, _h: HeaderMap) -> Result<Response, ApiError> {
-    // A streamed activation is written when its instance ends, which can be
-    // a moment after the client has the whole response: give a handed-out
-    // id up to ~0.5 s to appear before answering 404.
-    for attempt in 0..25 {
-        st.exec.flush().await;
-        if let Some(a) = st.exec.activation(id.clone()).await? {
-            return Ok(Json(a).into_response());
-        }
-        if attempt < 24 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    st.exec.flush().await;
+    match st.exec.activation(id.clone()).await? {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(ApiError::new(ErrorKind::NotFound, format!("activation {id:?} not found"))),
     }
-    Err(ApiError::new(ErrorKind::NotFound, format!("activation {id:?} not found")))
 }
