@@ -185,6 +185,8 @@ pub struct FunctionHandle {
     permits: Arc<Semaphore>,
     allow: Arc<AllowList>,
     metrics: Arc<FunctionMetrics>,
+    /// `x-forwarded-prefix` for components: `/fn/{name}`, built once.
+    prefix: Option<http::HeaderValue>,
 }
 
 impl FunctionHandle {
@@ -314,6 +316,7 @@ impl Executor {
             permits: Arc::new(Semaphore::new(version.config.limits.max_concurrency as usize)),
             allow: Arc::new(AllowList::parse(&version.config.allowed_outbound_hosts).unwrap_or_default()),
             metrics: self.metrics_for(&version.name),
+            prefix: http::HeaderValue::try_from(format!("/fn/{}", version.name)).ok(),
             version,
         });
         self.table.write().unwrap().insert(handle.version.name.clone(), handle.clone());
@@ -661,7 +664,9 @@ impl Executor {
         if let Some(hs) = b.headers_mut() {
             *hs = req.headers;
         }
-        b = b.header("x-forwarded-prefix", format!("/fn/{}", h.version.name));
+        if let (Some(hs), Some(p)) = (b.headers_mut(), &h.prefix) {
+            hs.insert("x-forwarded-prefix", p.clone());
+        }
         let body = match req.body {
             RequestBody::Stream(s) => s,
             RequestBody::Full(bytes) => {

@@ -2,7 +2,8 @@
 //!
 //! Every request builds `Engine::default()`, compiles the module with
 //! `Module::from_file`, links WASI, instantiates and runs `_start`, and
-//! answers with stdout. No AOT, no template reuse, no pooling. It exists
+//! answers with stdout (`wisp_bench::baseline::run_naive_wasm`, the same
+//! baseline `wisp bench` measures). No AOT, no template reuse, no pooling. It exists
 //! only so `scripts/bench-server` can measure Wisp against it in the same
 //! run.
 //!
@@ -15,23 +16,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
-use wasmtime::{Engine, Linker, Module, Store};
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 fn run_once(path: &std::path::Path) -> anyhow::Result<Bytes> {
-    let engine = Engine::default();
-    let module = Module::from_file(&engine, path)?;
-    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c)?;
-    let out = MemoryOutputPipe::new(16 << 20);
-    let ctx = WasiCtxBuilder::new().stdout(out.clone()).env("REQUEST_METHOD", "GET").build_p1();
-    let mut store = Store::new(&engine, ctx);
-    let instance = linker.instantiate(&mut store, &module)?;
-    instance.get_typed_func::<(), ()>(&mut store, "_start")?.call(&mut store, ())?;
-    drop(store);
-    Ok(out.contents())
+    let env = [("REQUEST_METHOD".to_string(), "GET".to_string())];
+    Ok(Bytes::from(wisp_bench::baseline::run_naive_wasm(path, &env, b"")?))
 }
 
 #[tokio::main]

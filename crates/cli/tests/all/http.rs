@@ -260,7 +260,7 @@ async fn user_manager_writes_to_a_database_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_http_answers_the_same_on_wasmtime_serve() {
-    let Some(wasmtime) = which("wasmtime") else {
+    let Some(wasmtime) = wisp_bench::wasmtime_serve::find() else {
         // .ci/run installs wasmtime-cli 48.0.8; a developer machine may not have it.
         eprintln!("wasmtime not on PATH: skipping the portability comparison");
         assert!(std::env::var("CI").is_err(), "CI must have wasmtime installed");
@@ -295,12 +295,4 @@ async fn hello_http_answers_the_same_on_wasmtime_serve() {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn which(bin: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin")])
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
 }
