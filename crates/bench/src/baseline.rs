@@ -65,9 +65,17 @@ pub fn run_naive_wasm(module: &Path, env: &[(String, String)], body: &[u8]) -> R
 }
 
 /// The CGI environment for a request of `query` with a body of `body_len` bytes.
-pub fn cgi_env(method: &str, query: &str, body_len: usize, function: &str) -> Vec<(String, String)> {
+pub fn cgi_env(
+    method: &str,
+    query: &str,
+    body_len: usize,
+    function: &str,
+) -> Vec<(String, String)> {
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, http::HeaderValue::from_static("127.0.0.1"));
+    headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("127.0.0.1"),
+    );
     build_cgi_env(
         &CgiRequest {
             method,
@@ -97,19 +105,35 @@ pub fn run_process(exe: &Path, env: Vec<(String, String)>, body: &[u8]) -> Resul
         .with_context(|| format!("spawning {}", exe.display()))?;
     child.stdin.take().unwrap().write_all(body)?;
     let out = child.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "{} exited with {}", exe.display(), out.status);
+    anyhow::ensure!(
+        out.status.success(),
+        "{} exited with {}",
+        exe.display(),
+        out.status
+    );
     Ok(out.stdout)
 }
 
 /// Run a native executable once, synchronously; returns (wall time, stdout).
 pub fn run_native_once(exe: &Path, query: &str, body: &[u8]) -> Result<(Duration, Vec<u8>)> {
-    let env = cgi_env(if body.is_empty() { "GET" } else { "POST" }, query, body.len(), "f");
+    let env = cgi_env(
+        if body.is_empty() { "GET" } else { "POST" },
+        query,
+        body.len(),
+        "f",
+    );
     let t0 = Instant::now();
     let stdout = run_process(exe, env, body)?;
     Ok((t0.elapsed(), stdout))
 }
 
-async fn run_launcher(l: &Launcher, method: &str, query: &str, body: Bytes, name: &str) -> Result<Vec<u8>> {
+async fn run_launcher(
+    l: &Launcher,
+    method: &str,
+    query: &str,
+    body: Bytes,
+    name: &str,
+) -> Result<Vec<u8>> {
     let env = cgi_env(method, query, body.len(), name);
     let mut cmd = match l {
         Launcher::Native(exe) => {
@@ -137,7 +161,11 @@ async fn run_launcher(l: &Launcher, method: &str, query: &str, body: Bytes, name
     };
     let (_, out) = tokio::join!(writer, child.wait_with_output());
     let out = out?;
-    anyhow::ensure!(out.status.success(), "baseline process exited with {}", out.status);
+    anyhow::ensure!(
+        out.status.success(),
+        "baseline process exited with {}",
+        out.status
+    );
     Ok(out.stdout)
 }
 
@@ -151,7 +179,11 @@ pub struct ProcessServer {
 impl ProcessServer {
     /// Serve `routes` on 127.0.0.1 (a free port).
     pub fn start(routes: HashMap<String, Launcher>) -> Result<ProcessServer> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("bench-baseline").enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-baseline")
+            .enable_all()
+            .build()?;
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -159,7 +191,9 @@ impl ProcessServer {
         rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let routes = routes.clone();
                 tokio::spawn(async move {
@@ -169,35 +203,65 @@ impl ProcessServer {
                             let path = req.uri().path().to_string();
                             let query = req.uri().query().unwrap_or("").to_string();
                             let method = req.method().as_str().to_string();
-                            let name = path.strip_prefix("/fn/").unwrap_or("").split('/').next().unwrap_or("").to_string();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let name = path
+                                .strip_prefix("/fn/")
+                                .unwrap_or("")
+                                .split('/')
+                                .next()
+                                .unwrap_or("")
+                                .to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let resp = match routes.get(&name) {
-                                None => hyper::Response::builder().status(404).body(Full::new(Bytes::from("no such function"))).unwrap(),
-                                Some(l) => match run_launcher(l, &method, &query, body, &name).await {
-                                    Ok(out) => {
-                                        let r = parse_cgi_response(out.into());
-                                        let mut b = hyper::Response::builder().status(r.status);
-                                        for (k, v) in &r.headers {
-                                            b = b.header(k.as_str(), v.as_str());
+                                None => hyper::Response::builder()
+                                    .status(404)
+                                    .body(Full::new(Bytes::from("no such function")))
+                                    .unwrap(),
+                                Some(l) => {
+                                    match run_launcher(l, &method, &query, body, &name).await {
+                                        Ok(out) => {
+                                            let r = parse_cgi_response(out.into());
+                                            let mut b = hyper::Response::builder().status(r.status);
+                                            for (k, v) in &r.headers {
+                                                b = b.header(k.as_str(), v.as_str());
+                                            }
+                                            b.body(Full::new(r.body)).unwrap_or_else(|_| {
+                                                hyper::Response::new(Full::new(Bytes::new()))
+                                            })
                                         }
-                                        b.body(Full::new(r.body)).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+                                        Err(e) => hyper::Response::builder()
+                                            .status(500)
+                                            .body(Full::new(Bytes::from(format!("{e:#}"))))
+                                            .unwrap(),
                                     }
-                                    Err(e) => hyper::Response::builder().status(500).body(Full::new(Bytes::from(format!("{e:#}")))).unwrap(),
-                                },
+                                }
                             };
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
-        Ok(ProcessServer { url: format!("http://{addr}"), rt: Some(rt) })
+        Ok(ProcessServer {
+            url: format!("http://{addr}"),
+            rt: Some(rt),
+        })
     }
 
     /// URL of a function, `query` without `?`.
     pub fn fn_url(&self, name: &str, query: &str) -> String {
-        if query.is_empty() { format!("{}/fn/{name}", self.url) } else { format!("{}/fn/{name}?{query}", self.url) }
+        if query.is_empty() {
+            format!("{}/fn/{name}", self.url)
+        } else {
+            format!("{}/fn/{name}?{query}", self.url)
+        }
     }
 }
 

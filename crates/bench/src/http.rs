@@ -57,11 +57,20 @@ impl Http {
         if !keep_alive {
             b.pool_max_idle_per_host(0);
         }
-        Http { inner: b.build(conn), keep_alive }
+        Http {
+            inner: b.build(conn),
+            keep_alive,
+        }
     }
 
     /// Send a request to an absolute `url`.
-    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Reply> {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -69,11 +78,25 @@ impl Http {
         if !self.keep_alive {
             req = req.header("connection", "close");
         }
-        let req = req.body(Full::new(body)).with_context(|| format!("building request to {url}"))?;
-        let resp = self.inner.request(req).await.with_context(|| format!("requesting {url}"))?;
+        let req = req
+            .body(Full::new(body))
+            .with_context(|| format!("building request to {url}"))?;
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .with_context(|| format!("requesting {url}"))?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.context("reading response body")?.to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        let body = body
+            .collect()
+            .await
+            .context("reading response body")?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// GET.

@@ -48,8 +48,15 @@ pub enum Scenario {
 
 impl Scenario {
     /// All, in report order.
-    pub const ALL: [Scenario; 7] =
-        [Scenario::Serial, Scenario::Cold, Scenario::Concurrent, Scenario::Mixed, Scenario::Memory, Scenario::Runtime, Scenario::Size];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Serial,
+        Scenario::Cold,
+        Scenario::Concurrent,
+        Scenario::Mixed,
+        Scenario::Memory,
+        Scenario::Runtime,
+        Scenario::Size,
+    ];
 
     /// Lower-case name (`--scenario` value, JSON key).
     pub fn name(self) -> &'static str {
@@ -71,7 +78,12 @@ impl std::str::FromStr for Scenario {
         Scenario::ALL
             .into_iter()
             .find(|x| x.name() == s)
-            .ok_or_else(|| format!("unknown scenario {s:?} (one of: {})", Scenario::ALL.map(|x| x.name()).join(", ")))
+            .ok_or_else(|| {
+                format!(
+                    "unknown scenario {s:?} (one of: {})",
+                    Scenario::ALL.map(|x| x.name()).join(", ")
+                )
+            })
     }
 }
 
@@ -153,12 +165,19 @@ pub struct Ctx {
 impl Ctx {
     /// A guest by name, or an error naming the script that builds it.
     pub fn func(&self, name: &str) -> Result<&Func> {
-        self.funcs.get(name).with_context(|| format!("function {name} is not in {} (run scripts/build-functions)", self.opts.manifest.display()))
+        self.funcs.get(name).with_context(|| {
+            format!(
+                "function {name} is not in {} (run scripts/build-functions)",
+                self.opts.manifest.display()
+            )
+        })
     }
 
     /// A guest's native build.
     pub fn native(&self, name: &str) -> Result<&Path> {
-        self.func(name)?.native.as_deref().with_context(|| format!("{name} has no native build (run scripts/build-functions without --wasm-only)"))
+        self.func(name)?.native.as_deref().with_context(|| {
+            format!("{name} has no native build (run scripts/build-functions without --wasm-only)")
+        })
     }
 
     /// A guest's wasm bytes.
@@ -195,9 +214,16 @@ impl Ctx {
                 let exes: Vec<PathBuf> = ["hello"]
                     .iter()
                     .filter_map(|n| self.funcs.get(*n).and_then(|f| f.native.clone()))
-                    .chain(self.funcs.iter().filter(|(n, _)| *n != "hello").filter_map(|(_, f)| f.native.clone()))
+                    .chain(
+                        self.funcs
+                            .iter()
+                            .filter(|(n, _)| *n != "hello")
+                            .filter_map(|(_, f)| f.native.clone()),
+                    )
                     .collect();
-                runc::Runc::setup(&self.work.join("runc"), &exes).map(Arc::new).map_err(|e| format!("{e:#}"))
+                runc::Runc::setup(&self.work.join("runc"), &exes)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"))
             })
             .clone()
     }
@@ -206,9 +232,12 @@ impl Ctx {
     pub fn runtime(&self) -> Result<Arc<wisp_runtime::Runtime>> {
         self.runtime
             .get_or_init(|| {
-                wisp_runtime::Runtime::new(wisp_runtime::EngineOptions { pool_instances: 16, ..Default::default() })
-                    .map(Arc::new)
-                    .map_err(|e| format!("{e:#}"))
+                wisp_runtime::Runtime::new(wisp_runtime::EngineOptions {
+                    pool_instances: 16,
+                    ..Default::default()
+                })
+                .map(Arc::new)
+                .map_err(|e| format!("{e:#}"))
             })
             .clone()
             .map_err(|e| anyhow::anyhow!(e))
@@ -235,20 +264,44 @@ pub struct Written {
 
 /// Run the chosen scenarios and write the report. Creates its own Tokio runtime.
 pub fn run(opts: Options) -> Result<Written> {
-    let text = std::fs::read_to_string(&opts.manifest)
-        .with_context(|| format!("reading {} (build the guests first: scripts/build-functions)", opts.manifest.display()))?;
-    let funcs: BTreeMap<String, Func> = serde_json::from_str(&text).with_context(|| format!("parsing {}", opts.manifest.display()))?;
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let text = std::fs::read_to_string(&opts.manifest).with_context(|| {
+        format!(
+            "reading {} (build the guests first: scripts/build-functions)",
+            opts.manifest.display()
+        )
+    })?;
+    let funcs: BTreeMap<String, Func> = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", opts.manifest.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
     let work = opts.out.join(".work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let ctx = Ctx { opts, funcs, work: work.clone(), runc: OnceLock::new(), runtime: OnceLock::new() };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("bench").build()?;
-    let scenarios = if ctx.opts.scenarios.is_empty() { Scenario::ALL.to_vec() } else { ctx.opts.scenarios.clone() };
+    let ctx = Ctx {
+        opts,
+        funcs,
+        work: work.clone(),
+        runc: OnceLock::new(),
+        runtime: OnceLock::new(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("bench")
+        .build()?;
+    let scenarios = if ctx.opts.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        ctx.opts.scenarios.clone()
+    };
     let started = std::time::Instant::now();
     let mut sections = Vec::new();
     for s in scenarios {
-        ctx.progress(&format!("scenario {} ({})", s.name(), if ctx.opts.quick { "quick" } else { "full" }));
+        ctx.progress(&format!(
+            "scenario {} ({})",
+            s.name(),
+            if ctx.opts.quick { "quick" } else { "full" }
+        ));
         let t0 = std::time::Instant::now();
         let sec = match rt.block_on(scenarios::run(&ctx, s)) {
             Ok(mut sec) => {
@@ -260,7 +313,11 @@ pub fn run(opts: Options) -> Result<Written> {
                 report::Section::failed(s.name(), &format!("{e:#}"), t0.elapsed().as_secs_f64())
             }
         };
-        ctx.progress(&format!("scenario {} done in {:.1} s", s.name(), sec.seconds));
+        ctx.progress(&format!(
+            "scenario {} done in {:.1} s",
+            s.name(),
+            sec.seconds
+        ));
         sections.push(sec);
     }
     drop(rt);

@@ -27,7 +27,11 @@ pub struct Target {
 impl Target {
     /// A GET of `url`.
     pub fn get(url: impl Into<String>) -> Target {
-        Target { url: url.into(), method: Method::GET, body: Bytes::new() }
+        Target {
+            url: url.into(),
+            method: Method::GET,
+            body: Bytes::new(),
+        }
     }
 }
 
@@ -76,7 +80,10 @@ impl LoadSpec {
         LoadSpec {
             targets: vec![target],
             weights: vec![],
-            mode: Mode::Closed { clients: 1, rate_per_client: None },
+            mode: Mode::Closed {
+                clients: 1,
+                rate_per_client: None,
+            },
             duration,
             max_requests: None,
             keep_alive,
@@ -114,20 +121,40 @@ pub struct LoadResult {
 impl LoadResult {
     /// Latencies (ms) of the 2xx answers.
     pub fn ok_latencies(&self) -> Vec<f64> {
-        self.samples.iter().filter(|s| (200..300).contains(&s.status)).map(|s| s.ms).collect()
+        self.samples
+            .iter()
+            .filter(|s| (200..300).contains(&s.status))
+            .map(|s| s.ms)
+            .collect()
     }
     /// Latencies (ms) of the 2xx answers of one target.
     pub fn ok_latencies_of(&self, target: usize) -> Vec<f64> {
-        self.samples.iter().filter(|s| s.target == target && (200..300).contains(&s.status)).map(|s| s.ms).collect()
+        self.samples
+            .iter()
+            .filter(|s| s.target == target && (200..300).contains(&s.status))
+            .map(|s| s.ms)
+            .collect()
     }
     /// Requests that did not get a 2xx (plus dropped ones).
     pub fn errors(&self) -> u64 {
-        self.samples.iter().filter(|s| !(200..300).contains(&s.status)).count() as u64 + self.dropped
+        self.samples
+            .iter()
+            .filter(|s| !(200..300).contains(&s.status))
+            .count() as u64
+            + self.dropped
     }
     /// 2xx answers per second.
     pub fn throughput(&self) -> f64 {
-        let ok = self.samples.iter().filter(|s| (200..300).contains(&s.status)).count() as f64;
-        if self.elapsed_s > 0.0 { ok / self.elapsed_s } else { 0.0 }
+        let ok = self
+            .samples
+            .iter()
+            .filter(|s| (200..300).contains(&s.status))
+            .count() as f64;
+        if self.elapsed_s > 0.0 {
+            ok / self.elapsed_s
+        } else {
+            0.0
+        }
     }
 }
 
@@ -170,16 +197,31 @@ impl Rng {
 /// "32 clients → /fn/hello" for progress output.
 fn describe(spec: &LoadSpec) -> String {
     let path = spec.targets[0].url.splitn(4, '/').nth(3).unwrap_or("");
-    let more = if spec.targets.len() > 1 { format!(" +{}", spec.targets.len() - 1) } else { String::new() };
+    let more = if spec.targets.len() > 1 {
+        format!(" +{}", spec.targets.len() - 1)
+    } else {
+        String::new()
+    };
     match spec.mode {
-        Mode::Closed { clients, rate_per_client: None } => format!("{clients} clients → /{path}{more}"),
-        Mode::Closed { clients, rate_per_client: Some(r) } => format!("{clients}×{r:.0}/s → /{path}{more}"),
+        Mode::Closed {
+            clients,
+            rate_per_client: None,
+        } => format!("{clients} clients → /{path}{more}"),
+        Mode::Closed {
+            clients,
+            rate_per_client: Some(r),
+        } => format!("{clients}×{r:.0}/s → /{path}{more}"),
         Mode::Open { rate, .. } => format!("open {rate:.0}/s → /{path}{more}"),
     }
 }
 
 async fn one(http: &Http, t: &Target, timeout: Duration) -> (u16, bool) {
-    match tokio::time::timeout(timeout, http.send(t.method.clone(), &t.url, &[], t.body.clone())).await {
+    match tokio::time::timeout(
+        timeout,
+        http.send(t.method.clone(), &t.url, &[], t.body.clone()),
+    )
+    .await
+    {
         Ok(Ok(r)) => (r.status.as_u16(), r.header("wisp-cold") == Some("true")),
         _ => (0, false),
     }
@@ -188,7 +230,8 @@ async fn one(http: &Http, t: &Target, timeout: Duration) -> (u16, bool) {
 /// Run a load. Must be called inside a Tokio runtime.
 pub async fn run(spec: &LoadSpec) -> LoadResult {
     assert!(!spec.targets.is_empty(), "a load needs at least one target");
-    let _bar = (spec.duration >= Duration::from_secs(2)).then(|| crate::progress::timed(&describe(spec), spec.duration));
+    let _bar = (spec.duration >= Duration::from_secs(2))
+        .then(|| crate::progress::timed(&describe(spec), spec.duration));
     let http = Http::new(spec.keep_alive);
     let start = Instant::now();
     let end = start + spec.duration;
@@ -197,13 +240,18 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
     let max = spec.max_requests.unwrap_or(u64::MAX);
     let mut dropped = 0;
     match spec.mode {
-        Mode::Closed { clients, rate_per_client } => {
+        Mode::Closed {
+            clients,
+            rate_per_client,
+        } => {
             let mut tasks = Vec::new();
             for c in 0..clients.max(1) {
-                let (http, spec, samples, sent) = (http.clone(), spec.clone(), samples.clone(), sent.clone());
+                let (http, spec, samples, sent) =
+                    (http.clone(), spec.clone(), samples.clone(), sent.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut rng = Rng::new(0x9E37_79B9 ^ ((c as u64 + 1) * 0x1234_5678_9ABC));
-                    let interval = rate_per_client.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-9)));
+                    let interval =
+                        rate_per_client.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-9)));
                     let mut local = Vec::new();
                     let mut k: u32 = 0;
                     loop {
@@ -216,7 +264,9 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
                             tokio::time::sleep_until(at.into()).await;
                         }
                         let now = Instant::now();
-                        if now >= end || sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= max {
+                        if now >= end
+                            || sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= max
+                        {
                             break;
                         }
                         let ti = rng.pick(&spec.weights, spec.targets.len());
@@ -237,7 +287,10 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
                 let _ = t.await;
             }
         }
-        Mode::Open { rate, max_in_flight } => {
+        Mode::Open {
+            rate,
+            max_in_flight,
+        } => {
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-9));
             let mut rng = Rng::new(0xC0FF_EE12_3456_789);
@@ -256,11 +309,22 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
                 }
                 in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let ti = rng.pick(&spec.weights, spec.targets.len());
-                let (http, target, samples, in_flight, timeout) =
-                    (http.clone(), spec.targets[ti].clone(), samples.clone(), in_flight.clone(), spec.timeout);
+                let (http, target, samples, in_flight, timeout) = (
+                    http.clone(),
+                    spec.targets[ti].clone(),
+                    samples.clone(),
+                    in_flight.clone(),
+                    spec.timeout,
+                );
                 tasks.push(tokio::spawn(async move {
                     let (status, cold) = one(&http, &target, timeout).await;
-                    let s = Sample { t_ms: (at - start).as_secs_f64() * 1e3, ms: at.elapsed().as_secs_f64() * 1e3, status, cold, target: ti };
+                    let s = Sample {
+                        t_ms: (at - start).as_secs_f64() * 1e3,
+                        ms: at.elapsed().as_secs_f64() * 1e3,
+                        status,
+                        cold,
+                        target: ti,
+                    };
                     in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     samples.lock().unwrap().push(s);
                 }));
@@ -272,7 +336,11 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     let samples = std::mem::take(&mut *samples.lock().unwrap());
-    LoadResult { samples, dropped, elapsed_s }
+    LoadResult {
+        samples,
+        dropped,
+        elapsed_s,
+    }
 }
 
 #[cfg(test)]
@@ -290,9 +358,13 @@ mod tests {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |_req| async move {
                         tokio::time::sleep(delay).await;
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from("ok"),
+                        )))
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
                 });
             }
         });
@@ -303,20 +375,34 @@ mod tests {
     async fn closed_and_open_loops_measure() {
         let url = tiny_server(Duration::from_millis(20)).await;
         // Closed loop, 4 clients, keep-alive off: about 4 / 20 ms = 200 req/s.
-        let mut spec = LoadSpec::serial(Target::get(url.clone()), Duration::from_millis(500), false);
-        spec.mode = Mode::Closed { clients: 4, rate_per_client: None };
+        let mut spec =
+            LoadSpec::serial(Target::get(url.clone()), Duration::from_millis(500), false);
+        spec.mode = Mode::Closed {
+            clients: 4,
+            rate_per_client: None,
+        };
         let r = run(&spec).await;
         assert_eq!(r.errors(), 0);
         let lat = r.ok_latencies();
-        assert!(lat.len() >= 40 && lat.len() <= 110, "{} requests", lat.len());
+        assert!(
+            lat.len() >= 40 && lat.len() <= 110,
+            "{} requests",
+            lat.len()
+        );
         assert!(lat.iter().all(|ms| *ms >= 19.0), "{lat:?}");
         // Rate-limited: 2 clients × 10 req/s for 0.5 s → about 10 requests.
-        spec.mode = Mode::Closed { clients: 2, rate_per_client: Some(10.0) };
+        spec.mode = Mode::Closed {
+            clients: 2,
+            rate_per_client: Some(10.0),
+        };
         spec.keep_alive = true;
         let r = run(&spec).await;
         assert!((8..=12).contains(&r.samples.len()), "{}", r.samples.len());
         // Open loop at 100 req/s for 0.5 s → 50 requests, not limited by the 20 ms latency.
-        spec.mode = Mode::Open { rate: 100.0, max_in_flight: 1000 };
+        spec.mode = Mode::Open {
+            rate: 100.0,
+            max_in_flight: 1000,
+        };
         let r = run(&spec).await;
         assert_eq!(r.samples.len(), 50);
         assert_eq!(r.errors(), 0);
@@ -324,7 +410,11 @@ mod tests {
         spec.max_requests = Some(7);
         assert_eq!(run(&spec).await.samples.len(), 7);
         // A dead port is an error (status 0), not a panic.
-        let mut dead = LoadSpec::serial(Target::get("http://127.0.0.1:1/"), Duration::from_millis(100), false);
+        let mut dead = LoadSpec::serial(
+            Target::get("http://127.0.0.1:1/"),
+            Duration::from_millis(100),
+            false,
+        );
         dead.max_requests = Some(3);
         let r = run(&dead).await;
         assert_eq!(r.errors(), 3);

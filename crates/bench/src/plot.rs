@@ -10,10 +10,15 @@ const L: f64 = 78.0; // left margin
 const R: f64 = 170.0; // right margin (legend)
 const T: f64 = 40.0;
 const B: f64 = 80.0;
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A value axis.
@@ -26,8 +31,14 @@ struct Scale {
 
 impl Scale {
     fn new(values: impl Iterator<Item = f64>, log: bool, zero: bool) -> Scale {
-        let vals: Vec<f64> = values.filter(|v| v.is_finite() && (!log || *v > 0.0)).collect();
-        let (mut lo, mut hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let vals: Vec<f64> = values
+            .filter(|v| v.is_finite() && (!log || *v > 0.0))
+            .collect();
+        let (mut lo, mut hi) = vals
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(*v), b.max(*v))
+            });
         if vals.is_empty() {
             (lo, hi) = if log { (1.0, 10.0) } else { (0.0, 1.0) };
         }
@@ -61,10 +72,16 @@ impl Scale {
     }
     fn ticks(&self) -> Vec<f64> {
         if self.log {
-            let (a, b) = (self.lo.log10().round() as i32, self.hi.log10().round() as i32);
+            let (a, b) = (
+                self.lo.log10().round() as i32,
+                self.hi.log10().round() as i32,
+            );
             let mut t: Vec<f64> = (a..=b).map(|e| 10f64.powi(e)).collect();
             if b - a <= 2 {
-                t = (a..=b).flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e))).filter(|v| *v <= self.hi * 1.0001).collect();
+                t = (a..=b)
+                    .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+                    .filter(|v| *v <= self.hi * 1.0001)
+                    .collect();
             }
             t
         } else {
@@ -86,7 +103,15 @@ fn nice_step(raw: f64) -> f64 {
     }
     let mag = 10f64.powf(raw.log10().floor());
     let f = raw / mag;
-    mag * if f <= 1.0 { 1.0 } else if f <= 2.0 { 2.0 } else if f <= 5.0 { 5.0 } else { 10.0 }
+    mag * if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
 }
 
 /// A short label for a tick value.
@@ -151,11 +176,27 @@ impl Canvas {
             (T + H - B) / 2.0,
             esc(label)
         );
-        let _ = writeln!(self.s, r##"<line x1="{L}" x2="{L}" y1="{T}" y2="{}" stroke="#333"/>"##, H - B);
-        let _ = writeln!(self.s, r##"<line x1="{L}" x2="{}" y1="{}" y2="{}" stroke="#333"/>"##, W - R, H - B, H - B);
+        let _ = writeln!(
+            self.s,
+            r##"<line x1="{L}" x2="{L}" y1="{T}" y2="{}" stroke="#333"/>"##,
+            H - B
+        );
+        let _ = writeln!(
+            self.s,
+            r##"<line x1="{L}" x2="{}" y1="{}" y2="{}" stroke="#333"/>"##,
+            W - R,
+            H - B,
+            H - B
+        );
     }
     fn x_label(&mut self, label: &str) {
-        let _ = writeln!(self.s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, (L + W - R) / 2.0, H - 12.0, esc(label));
+        let _ = writeln!(
+            self.s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            (L + W - R) / 2.0,
+            H - 12.0,
+            esc(label)
+        );
     }
     fn legend(&mut self, names: &[String]) {
         for (i, n) in names.iter().enumerate() {
@@ -182,8 +223,21 @@ impl Canvas {
 pub type BarSeries = (String, Vec<(f64, f64)>);
 
 /// Grouped bars (one group per category, one bar per series) with ±error bars.
-pub fn bars(title: &str, y_label: &str, categories: &[String], series: &[BarSeries], log_y: bool) -> String {
-    let y = Scale::new(series.iter().flat_map(|s| s.1.iter().flat_map(|(v, e)| [*v, v + e, (v - e).max(v * 0.1)])), log_y, true);
+pub fn bars(
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[BarSeries],
+    log_y: bool,
+) -> String {
+    let y = Scale::new(
+        series.iter().flat_map(|s| {
+            s.1.iter()
+                .flat_map(|(v, e)| [*v, v + e, (v - e).max(v * 0.1)])
+        }),
+        log_y,
+        true,
+    );
     let mut c = Canvas::new(title);
     c.y_axis(&y, y_label);
     let nc = categories.len().max(1) as f64;
@@ -194,7 +248,9 @@ pub fn bars(title: &str, y_label: &str, categories: &[String], series: &[BarSeri
     for (ci, cat) in categories.iter().enumerate() {
         let gx = ci as f64 * group_w;
         for (si, (_, vals)) in series.iter().enumerate() {
-            let Some(&(v, e)) = vals.get(ci) else { continue };
+            let Some(&(v, e)) = vals.get(ci) else {
+                continue;
+            };
             if !v.is_finite() {
                 continue;
             }
@@ -213,7 +269,10 @@ pub fn bars(title: &str, y_label: &str, categories: &[String], series: &[BarSeri
             );
             if e.is_finite() && e > 0.0 {
                 let xm = (x0 + x1) / 2.0;
-                let (ya, yb) = (c.py(y.frac(v + e)), c.py(y.frac((v - e).max(if log_y { y.lo } else { f64::MIN }))));
+                let (ya, yb) = (
+                    c.py(y.frac(v + e)),
+                    c.py(y.frac((v - e).max(if log_y { y.lo } else { f64::MIN }))),
+                );
                 let _ = writeln!(
                     c.s,
                     r##"<path d="M{xm:.1},{ya:.1}V{yb:.1}M{:.1},{ya:.1}H{:.1}M{:.1},{yb:.1}H{:.1}" stroke="#000" fill="none"/>"##,
@@ -287,7 +346,11 @@ pub fn boxes(title: &str, y_label: &str, items: &[(String, Vec<f64>)], log_y: bo
         let outliers: Vec<f64> = v.iter().copied().filter(|x| *x < lo || *x > hi).collect();
         let step = (outliers.len() / 200).max(1);
         for o in outliers.iter().step_by(step) {
-            let _ = writeln!(c.s, r#"<circle cx="{xm:.1}" cy="{:.1}" r="1.8" fill="{color}"/>"#, p(*o));
+            let _ = writeln!(
+                c.s,
+                r#"<circle cx="{xm:.1}" cy="{:.1}" r="1.8" fill="{color}"/>"#,
+                p(*o)
+            );
         }
         let _ = writeln!(
             c.s,
@@ -313,9 +376,23 @@ pub struct LineOpts {
 }
 
 /// Line (or step) chart of `(x, y)` series.
-pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)], o: LineOpts) -> String {
-    let x = Scale::new(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)), o.log_x, false);
-    let y = Scale::new(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)), o.log_y, !o.log_y);
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    o: LineOpts,
+) -> String {
+    let x = Scale::new(
+        series.iter().flat_map(|s| s.1.iter().map(|p| p.0)),
+        o.log_x,
+        false,
+    );
+    let y = Scale::new(
+        series.iter().flat_map(|s| s.1.iter().map(|p| p.1)),
+        o.log_y,
+        !o.log_y,
+    );
     let mut c = Canvas::new(title);
     c.y_axis(&y, y_label);
     for t in x.ticks() {
@@ -330,8 +407,13 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(
     }
     c.x_label(x_label);
     for (i, (_, pts)) in series.iter().enumerate() {
-        let pts: Vec<(f64, f64)> =
-            pts.iter().copied().filter(|(a, b)| a.is_finite() && b.is_finite() && (!o.log_x || *a > 0.0) && (!o.log_y || *b > 0.0)).collect();
+        let pts: Vec<(f64, f64)> = pts
+            .iter()
+            .copied()
+            .filter(|(a, b)| {
+                a.is_finite() && b.is_finite() && (!o.log_x || *a > 0.0) && (!o.log_y || *b > 0.0)
+            })
+            .collect();
         if pts.is_empty() {
             continue;
         }
@@ -350,10 +432,18 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(
             prev_y = Some(py);
         }
         let _ = prev_y;
-        let _ = writeln!(c.s, r#"<path d="{d}" stroke="{color}" stroke-width="2" fill="none"/>"#);
+        let _ = writeln!(
+            c.s,
+            r#"<path d="{d}" stroke="{color}" stroke-width="2" fill="none"/>"#
+        );
         if o.markers {
             for (a, b) in &pts {
-                let _ = writeln!(c.s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, c.px(x.frac(*a)), c.py(y.frac(*b)));
+                let _ = writeln!(
+                    c.s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                    c.px(x.frac(*a)),
+                    c.py(y.frac(*b))
+                );
             }
         }
     }
@@ -367,12 +457,43 @@ mod tests {
 
     #[test]
     fn svgs_are_well_formed_enough() {
-        let b = bars("t", "ms", &["a".into(), "b".into()], &[("x".into(), vec![(1.0, 0.1), (2.0, 0.5)]), ("y".into(), vec![(3.0, 0.0), (f64::NAN, 0.0)])], false);
+        let b = bars(
+            "t",
+            "ms",
+            &["a".into(), "b".into()],
+            &[
+                ("x".into(), vec![(1.0, 0.1), (2.0, 0.5)]),
+                ("y".into(), vec![(3.0, 0.0), (f64::NAN, 0.0)]),
+            ],
+            false,
+        );
         assert!(b.starts_with("<svg") && b.trim_end().ends_with("</svg>"));
-        assert_eq!(b.matches("<rect x=").count(), 3 + 2, "3 bars + 2 legend swatches");
-        let bx = boxes("t", "ms", &[("a".into(), (1..100).map(f64::from).collect()), ("b".into(), vec![])], true);
+        assert_eq!(
+            b.matches("<rect x=").count(),
+            3 + 2,
+            "3 bars + 2 legend swatches"
+        );
+        let bx = boxes(
+            "t",
+            "ms",
+            &[
+                ("a".into(), (1..100).map(f64::from).collect()),
+                ("b".into(), vec![]),
+            ],
+            true,
+        );
         assert!(bx.contains("<rect x=") && !bx.contains("NaN"));
-        let l = lines("t", "x", "y", &[("s".into(), vec![(1.0, 0.5), (10.0, 1.0)])], LineOpts { log_x: true, step: true, ..Default::default() });
+        let l = lines(
+            "t",
+            "x",
+            "y",
+            &[("s".into(), vec![(1.0, 0.5), (10.0, 1.0)])],
+            LineOpts {
+                log_x: true,
+                step: true,
+                ..Default::default()
+            },
+        );
         assert!(l.contains("<path d=\"M") && !l.contains("NaN") && !l.contains("inf"));
         // Empty input still renders.
         let e = lines("t", "x", "y", &[], LineOpts::default());

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 fn multi() -> Option<&'static MultiProgress> {
     static MP: OnceLock<Option<MultiProgress>> = OnceLock::new();
-    MP.get_or_init(|| std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())))
-        .as_ref()
+    MP.get_or_init(|| {
+        std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+    })
+    .as_ref()
 }
 
 /// A status line (above any bars on a terminal).
@@ -56,26 +60,39 @@ impl Drop for Bar {
 pub fn counter(label: &str, n: u64) -> Bar {
     let Some(mp) = multi() else {
         line(&format!("{label} ({n})"));
-        return Bar { bar: None, stop: None };
+        return Bar {
+            bar: None,
+            stop: None,
+        };
     };
     let b = mp.add(ProgressBar::new(n));
     b.set_style(
-        ProgressStyle::with_template("  {msg:40} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+        ProgressStyle::with_template("  {msg:40} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     b.set_message(label.to_string());
-    Bar { bar: Some(b), stop: None }
+    Bar {
+        bar: Some(b),
+        stop: None,
+    }
 }
 
 /// A bar over a fixed duration (a load run). Off a terminal: one line.
 pub fn timed(label: &str, d: Duration) -> Bar {
     let Some(mp) = multi() else {
         line(&format!("{label} for {:.1} s", d.as_secs_f64()));
-        return Bar { bar: None, stop: None };
+        return Bar {
+            bar: None,
+            stop: None,
+        };
     };
     let total = d.as_millis().max(1) as u64;
     let b = mp.add(ProgressBar::new(total));
     b.set_style(
-        ProgressStyle::with_template("  {msg:40} [{bar:30}] {elapsed}/{duration}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+        ProgressStyle::with_template("  {msg:40} [{bar:30}] {elapsed}/{duration}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     b.set_message(label.to_string());
     let stop = Arc::new(AtomicBool::new(false));
@@ -83,12 +100,17 @@ pub fn timed(label: &str, d: Duration) -> Bar {
         let (b, stop) = (b.clone(), stop.clone());
         let t0 = Instant::now();
         // A thread, not a task: the load generator owns the runtime's workers.
-        let _ = std::thread::Builder::new().name("bench-progress".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                b.set_position((t0.elapsed().as_millis() as u64).min(total));
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
+        let _ = std::thread::Builder::new()
+            .name("bench-progress".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    b.set_position((t0.elapsed().as_millis() as u64).min(total));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
     }
-    Bar { bar: Some(b), stop: Some(stop) }
+    Bar {
+        bar: Some(b),
+        stop: Some(stop),
+    }
 }

@@ -89,12 +89,21 @@ impl Section {
     /// Add a plot and a reference to it in the text.
     pub fn plot(&mut self, file: &str, svg: String, caption: &str) {
         let _ = write!(self.markdown, "![{caption}]({file})\n\n*{caption}*\n\n");
-        self.plots.push(Plot { file: file.into(), svg, caption: caption.into() });
+        self.plots.push(Plot {
+            file: file.into(),
+            svg,
+            caption: caption.into(),
+        });
     }
 
     /// Record a target.
     pub fn target(&mut self, name: &str, goal: &str, measured: String, met: Option<bool>) {
-        self.targets.push(TargetCheck { name: name.into(), goal: goal.into(), measured, met });
+        self.targets.push(TargetCheck {
+            name: name.into(),
+            goal: goal.into(),
+            measured,
+            met,
+        });
     }
 }
 
@@ -163,7 +172,15 @@ pub fn bytes(n: f64) -> String {
 
 /// The summary columns used by latency tables: n, mean, median, p95, p99, SD, CV.
 pub fn summary_cells(s: &Summary) -> Vec<String> {
-    vec![s.n.to_string(), num(s.mean), num(s.median), num(s.p95), num(s.p99), num(s.sd), format!("{:.1}%", s.cv * 100.0)]
+    vec![
+        s.n.to_string(),
+        num(s.mean),
+        num(s.median),
+        num(s.p95),
+        num(s.p99),
+        num(s.sd),
+        format!("{:.1}%", s.cv * 100.0),
+    ]
 }
 
 fn now_utc() -> String {
@@ -179,16 +196,30 @@ fn now_utc() -> String {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
 /// Write `results.json`, `report.md` and the plots into `ctx.opts.out`.
 pub fn write(ctx: &Ctx, sections: &[Section], seconds: f64) -> Result<crate::Written> {
     let out = &ctx.opts.out;
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let meta = json!({
         "date": now_utc(),
         "quick": ctx.opts.quick,
@@ -219,7 +250,11 @@ pub fn write(ctx: &Ctx, sections: &[Section], seconds: f64) -> Result<crate::Wri
         md,
         "{} · {} mode · {} cores ({}) · Linux {} · `wisp` {} build · {:.0} s in all. Raw samples: `results.json`.\n",
         meta["date"].as_str().unwrap_or(""),
-        if ctx.opts.quick { "**quick** (smoke test: few samples, short runs; not for conclusions)" } else { "full" },
+        if ctx.opts.quick {
+            "**quick** (smoke test: few samples, short runs; not for conclusions)"
+        } else {
+            "full"
+        },
         cores,
         meta["cpu"].as_str().unwrap_or(""),
         kernel,
@@ -246,12 +281,21 @@ pub fn write(ctx: &Ctx, sections: &[Section], seconds: f64) -> Result<crate::Wri
             ]
         })
         .collect();
-    md.push_str(&table_aligned(&["target", "goal", "measured", "verdict"], &rows, true));
+    md.push_str(&table_aligned(
+        &["target", "goal", "measured", "verdict"],
+        &rows,
+        true,
+    ));
     let mut plots = Vec::new();
     for s in sections {
         let _ = writeln!(md, "## {} (`{}`)\n", s.title, s.name);
         if !s.ok {
-            let _ = writeln!(md, "**Failed** after {:.1} s: `{}`\n", s.seconds, s.error.as_deref().unwrap_or("?").replace('`', "'"));
+            let _ = writeln!(
+                md,
+                "**Failed** after {:.1} s: `{}`\n",
+                s.seconds,
+                s.error.as_deref().unwrap_or("?").replace('`', "'")
+            );
         }
         md.push_str(&s.markdown);
         for p in &s.plots {
@@ -261,20 +305,44 @@ pub fn write(ctx: &Ctx, sections: &[Section], seconds: f64) -> Result<crate::Wri
         }
     }
     // PNG copies when librsvg's converter is installed (optional; SVG is the format).
-    if std::process::Command::new("rsvg-convert").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if std::process::Command::new("rsvg-convert")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         for svg in plots.clone() {
             let png = svg.with_extension("png");
-            if std::process::Command::new("rsvg-convert").arg(&svg).arg("-o").arg(&png).status().is_ok_and(|s| s.success()) {
+            if std::process::Command::new("rsvg-convert")
+                .arg(&svg)
+                .arg("-o")
+                .arg(&png)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
                 plots.push(png);
             } else {
-                crate::progress::line(&format!("rsvg-convert failed on {}: no PNG copy", svg.display()));
+                crate::progress::line(&format!(
+                    "rsvg-convert failed on {}: no PNG copy",
+                    svg.display()
+                ));
             }
         }
     } else {
-        crate::progress::line("rsvg-convert not found: plots written as SVG only (apt-get install librsvg2-bin for PNG copies)");
+        crate::progress::line(
+            "rsvg-convert not found: plots written as SVG only (apt-get install librsvg2-bin for PNG copies)",
+        );
     }
     let md_path = out.join("report.md");
     std::fs::write(&md_path, md)?;
-    let failed = sections.iter().filter(|s| !s.ok).map(|s| (s.name.clone(), s.error.clone().unwrap_or_default())).collect();
-    Ok(crate::Written { json: json_path, markdown: md_path, plots, failed })
+    let failed = sections
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| (s.name.clone(), s.error.clone().unwrap_or_default()))
+        .collect();
+    Ok(crate::Written {
+        json: json_path,
+        markdown: md_path,
+        plots,
+        failed,
+    })
 }

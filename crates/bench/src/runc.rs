@@ -22,14 +22,20 @@ pub struct Runc {
 
 /// `runc`'s path if it is on PATH (or in /usr/sbin, /usr/bin).
 pub fn find_runc() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"].map(PathBuf::from));
-    dirs.into_iter().map(|d| d.join("runc")).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
 }
 
 /// Shared libraries `ldd` says `exe` loads (absolute paths).
 pub fn ldd_libs(exe: &Path) -> Vec<PathBuf> {
-    let Ok(out) = std::process::Command::new("ldd").arg(exe).output() else { return vec![] };
+    let Ok(out) = std::process::Command::new("ldd").arg(exe).output() else {
+        return vec![];
+    };
     let mut libs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -57,30 +63,45 @@ impl Runc {
         }
         for exe in exes {
             let name = exe.file_name().context("executable without a file name")?;
-            std::fs::copy(exe, rootfs.join("bin").join(name)).with_context(|| format!("copying {}", exe.display()))?;
+            std::fs::copy(exe, rootfs.join("bin").join(name))
+                .with_context(|| format!("copying {}", exe.display()))?;
             for lib in ldd_libs(exe) {
                 let dest = rootfs.join(lib.strip_prefix("/").unwrap());
                 if !dest.exists() {
                     std::fs::create_dir_all(dest.parent().unwrap())?;
-                    std::fs::copy(std::fs::canonicalize(&lib)?, &dest).with_context(|| format!("copying {}", lib.display()))?;
+                    std::fs::copy(std::fs::canonicalize(&lib)?, &dest)
+                        .with_context(|| format!("copying {}", lib.display()))?;
                 }
             }
         }
         // The default spec of this runc version, adapted.
         let spec_dir = base.join("spec");
         std::fs::create_dir_all(&spec_dir)?;
-        let st = std::process::Command::new(&runc).arg("spec").current_dir(&spec_dir).status()?;
+        let st = std::process::Command::new(&runc)
+            .arg("spec")
+            .current_dir(&spec_dir)
+            .status()?;
         anyhow::ensure!(st.success(), "`runc spec` failed");
-        let mut template: serde_json::Value = serde_json::from_slice(&std::fs::read(spec_dir.join("config.json"))?)?;
+        let mut template: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(spec_dir.join("config.json"))?)?;
         template["process"]["terminal"] = false.into();
         template["root"] = serde_json::json!({"path": rootfs, "readonly": true});
         template["hostname"] = "bench".into();
-        let r = Runc { runc, base: base.to_path_buf(), rootfs, template, counter: AtomicU64::new(0) };
+        let r = Runc {
+            runc,
+            base: base.to_path_buf(),
+            rootfs,
+            template,
+            counter: AtomicU64::new(0),
+        };
         // Smoke test: one run of the first executable.
         if let Some(exe) = exes.first() {
             let env = crate::baseline::cgi_env("GET", "", 0, "f");
             let (args, bundle) = r.prepare(exe, &env)?;
-            let out = std::process::Command::new(&r.runc).args(&args).stdin(std::process::Stdio::null()).output()?;
+            let out = std::process::Command::new(&r.runc)
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .output()?;
             let _ = std::fs::remove_dir_all(bundle);
             anyhow::ensure!(
                 out.status.success(),
@@ -100,9 +121,21 @@ impl Runc {
         let mut cfg = self.template.clone();
         let name = exe.file_name().unwrap().to_string_lossy();
         cfg["process"]["args"] = serde_json::json!([format!("/bin/{name}")]);
-        cfg["process"]["env"] = env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().into();
+        cfg["process"]["env"] = env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .into();
         std::fs::write(bundle.join("config.json"), serde_json::to_vec(&cfg)?)?;
-        Ok((vec!["run".into(), "--bundle".into(), bundle.to_string_lossy().into_owned(), id], bundle))
+        Ok((
+            vec![
+                "run".into(),
+                "--bundle".into(),
+                bundle.to_string_lossy().into_owned(),
+                id,
+            ],
+            bundle,
+        ))
     }
 
     /// A command that runs `exe` once in a fresh container with `env`
@@ -121,7 +154,9 @@ impl Runc {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),

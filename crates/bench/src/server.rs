@@ -26,7 +26,14 @@ impl WispServer {
     pub fn start(bin: &Path, home: &Path, args: &[&str]) -> Result<WispServer> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (child, url) = spawn(bin, home, &args)?;
-        Ok(WispServer { child, url, home: home.to_path_buf(), bin: bin.to_path_buf(), args, http: Http::new(true) })
+        Ok(WispServer {
+            child,
+            url,
+            home: home.to_path_buf(),
+            bin: bin.to_path_buf(),
+            args,
+            http: Http::new(true),
+        })
     }
 
     /// Process id.
@@ -68,19 +75,40 @@ impl WispServer {
     }
 
     /// `PUT /v1/functions/{name}` with `config`; returns the reply.
-    pub async fn deploy(&self, name: &str, wasm: &[u8], config: &serde_json::Value) -> Result<crate::http::Reply> {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config: &serde_json::Value,
+    ) -> Result<crate::http::Reply> {
         let cfg = serde_json::to_vec(config)?;
-        let (ct, body) = multipart(&[("module", "application/wasm", wasm), ("config", "application/json", &cfg)]);
+        let (ct, body) = multipart(&[
+            ("module", "application/wasm", wasm),
+            ("config", "application/json", &cfg),
+        ]);
         let r = self
             .http
-            .send(Method::PUT, &format!("{}/v1/functions/{name}", self.url), &[("content-type", &ct)], Bytes::from(body))
+            .send(
+                Method::PUT,
+                &format!("{}/v1/functions/{name}", self.url),
+                &[("content-type", &ct)],
+                Bytes::from(body),
+            )
             .await?;
         r.ok().with_context(|| format!("deploying {name}"))
     }
 
     /// `DELETE /v1/functions/{name}` (a 404 is fine).
     pub async fn remove(&self, name: &str) -> Result<()> {
-        let r = self.http.send(Method::DELETE, &format!("{}/v1/functions/{name}", self.url), &[], Bytes::new()).await?;
+        let r = self
+            .http
+            .send(
+                Method::DELETE,
+                &format!("{}/v1/functions/{name}", self.url),
+                &[],
+                Bytes::new(),
+            )
+            .await?;
         if !r.status.is_success() && r.status != 404 {
             bail!("removing {name}: HTTP {} {}", r.status, r.text());
         }
@@ -89,7 +117,11 @@ impl WispServer {
 
     /// URL of a function invocation, `query` without `?` (may be empty).
     pub fn fn_url(&self, name: &str, query: &str) -> String {
-        if query.is_empty() { format!("{}/fn/{name}", self.url) } else { format!("{}/fn/{name}?{query}", self.url) }
+        if query.is_empty() {
+            format!("{}/fn/{name}", self.url)
+        } else {
+            format!("{}/fn/{name}?{query}", self.url)
+        }
     }
 
     /// The API client (keep-alive).
@@ -108,7 +140,10 @@ impl Drop for WispServer {
 fn spawn(bin: &Path, home: &Path, args: &[String]) -> Result<(Child, String)> {
     std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
     let log_path = home.with_extension("log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut child = Command::new(bin)
         .arg("serve")
         .arg("--listen")
@@ -139,8 +174,16 @@ fn spawn(bin: &Path, home: &Path, args: &[String]) -> Result<(Child, String)> {
 
 /// VmRSS of a process, in bytes (Linux `/proc`).
 pub fn rss_bytes(pid: u32) -> Result<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
-    let kb: u64 = line.split_whitespace().nth(1).context("bad VmRSS line")?.parse()?;
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS line")?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmRSS line")?
+        .parse()?;
     Ok(kb * 1024)
 }

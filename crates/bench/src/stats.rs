@@ -144,7 +144,9 @@ pub fn ecdf_thin(xs: &[f64], max: usize) -> Vec<(f64, f64)> {
         return e;
     }
     let step = (e.len() - 1) as f64 / (max - 1) as f64;
-    (0..max).map(|i| e[((i as f64 * step).round() as usize).min(e.len() - 1)]).collect()
+    (0..max)
+        .map(|i| e[((i as f64 * step).round() as usize).min(e.len() - 1)])
+        .collect()
 }
 
 /// Result of a two-sided Mann–Whitney U test.
@@ -171,7 +173,11 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     if n1 == 0 || n2 == 0 {
         return None;
     }
-    let mut all: Vec<(f64, bool)> = a.iter().map(|&x| (x, true)).chain(b.iter().map(|&x| (x, false))).collect();
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
     all.sort_by(|x, y| x.0.total_cmp(&y.0));
     let n = all.len();
     let mut r1 = 0.0; // rank sum of a
@@ -202,9 +208,18 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     } else {
         let u = u1.max(u2);
         let z = (u - mu - 0.5) / var.sqrt();
-        (if u1 >= u2 { z } else { -z }, (2.0 * normal_sf(z.abs().max(0.0))).min(1.0))
+        (
+            if u1 >= u2 { z } else { -z },
+            (2.0 * normal_sf(z.abs().max(0.0))).min(1.0),
+        )
     };
-    Some(MannWhitney { u1, u2, z, p, effect: u1 / (n1f * n2f) })
+    Some(MannWhitney {
+        u1,
+        u2,
+        z,
+        p,
+        effect: u1 / (n1f * n2f),
+    })
 }
 
 /// Upper tail of the standard normal, `1 − Φ(z)`.
@@ -222,7 +237,10 @@ pub fn erfc(x: f64) -> f64 {
             + t * (1.00002368
                 + t * (0.37409196
                     + t * (0.09678418
-                        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
             .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
@@ -274,7 +292,10 @@ mod tests {
 
     #[test]
     fn ecdf_steps() {
-        assert_eq!(ecdf(&[3.0, 1.0, 2.0, 2.0]), vec![(1.0, 0.25), (2.0, 0.75), (3.0, 1.0)]);
+        assert_eq!(
+            ecdf(&[3.0, 1.0, 2.0, 2.0]),
+            vec![(1.0, 0.25), (2.0, 0.75), (3.0, 1.0)]
+        );
         let thin = ecdf_thin(&(0..1000).map(f64::from).collect::<Vec<_>>(), 11);
         assert_eq!(thin.len(), 11);
         assert_eq!(thin[0], (0.0, 0.001));

@@ -21,11 +21,15 @@ pub struct WasmtimeServe {
 
 /// `wasmtime` on `PATH` or in `~/.cargo/bin`.
 pub fn find() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     if let Some(h) = std::env::var_os("HOME") {
         dirs.push(Path::new(&h).join(".cargo/bin"));
     }
-    dirs.into_iter().map(|d| d.join("wasmtime")).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join("wasmtime"))
+        .find(|p| p.is_file())
 }
 
 impl WasmtimeServe {
@@ -34,9 +38,14 @@ impl WasmtimeServe {
         let bin = find().context(format!(
             "wasmtime is not installed (cargo install wasmtime-cli --locked --version {EXPECTED_VERSION})"
         ))?;
-        let out = Command::new(&bin).arg("--version").output().context("running wasmtime --version")?;
+        let out = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .context("running wasmtime --version")?;
         let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let mut child = Command::new(&bin)
             .args(["serve", "-Scli", "--addr", &addr])
@@ -63,7 +72,11 @@ impl WasmtimeServe {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(WasmtimeServe { child, url: format!("http://{addr}/"), version })
+        Ok(WasmtimeServe {
+            child,
+            url: format!("http://{addr}/"),
+            version,
+        })
     }
 }
 

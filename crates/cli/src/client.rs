@@ -26,7 +26,8 @@ impl Reply {
     }
     /// Body as JSON.
     pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).with_context(|| format!("response is not JSON: {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("response is not JSON: {}", self.text()))
     }
     /// A header as a string.
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -58,7 +59,11 @@ impl Client {
     /// `base` like `http://127.0.0.1:8080`.
     pub fn new(base: &str, token: Option<String>) -> Client {
         let inner = HyperClient::builder(TokioExecutor::new()).build_http();
-        Client { base: base.trim_end_matches('/').to_string(), token, inner }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            inner,
+        }
     }
 
     /// The base URL.
@@ -67,24 +72,43 @@ impl Client {
     }
 
     /// Send a request; `path` starts with `/`.
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Reply> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply> {
         let url = format!("{}{}", self.base, path);
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         for (k, v) in headers {
-            req = req.header(HeaderName::from_bytes(k.as_bytes())?, HeaderValue::from_str(v)?);
+            req = req.header(
+                HeaderName::from_bytes(k.as_bytes())?,
+                HeaderValue::from_str(v)?,
+            );
         }
-        let req = req.body(Full::new(body.into())).with_context(|| format!("building request to {url}"))?;
+        let req = req
+            .body(Full::new(body.into()))
+            .with_context(|| format!("building request to {url}"))?;
         let resp = self
             .inner
             .request(req)
             .await
             .with_context(|| format!("cannot reach the Wisp server at {} (is `wisp serve` running? set --server or WISP_SERVER)", self.base))?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.context("reading response body")?.to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        let body = body
+            .collect()
+            .await
+            .context("reading response body")?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// GET.
@@ -95,7 +119,10 @@ impl Client {
 
 /// Encode a `multipart/form-data` body; returns (content type, body).
 pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = format!("wisp-{:016x}", std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15);
+    let boundary = format!(
+        "wisp-{:016x}",
+        std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15
+    );
     let mut body = Vec::new();
     for (name, ctype, data) in parts {
         body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: {ctype}\r\n\r\n").as_bytes());

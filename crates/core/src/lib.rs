@@ -34,7 +34,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -173,12 +175,20 @@ impl DirGrant {
             [h, g] => (*h, *g, false),
             [h, g, "ro"] => (*h, *g, true),
             [h, g, "rw"] => (*h, *g, false),
-            _ => return Err(format!("invalid dir grant {spec:?}: expected HOST:GUEST[:ro|:rw]")),
+            _ => {
+                return Err(format!(
+                    "invalid dir grant {spec:?}: expected HOST:GUEST[:ro|:rw]"
+                ));
+            }
         };
         if host.is_empty() || guest.is_empty() {
             return Err(format!("invalid dir grant {spec:?}: empty path"));
         }
-        Ok(DirGrant { host: host.into(), guest: guest.into(), read_only: ro })
+        Ok(DirGrant {
+            host: host.into(),
+            guest: guest.into(),
+            read_only: ro,
+        })
     }
 }
 
@@ -209,10 +219,16 @@ impl FunctionConfig {
         outbound::AllowList::parse(&self.allowed_outbound_hosts)?;
         for d in &self.dirs {
             if !d.host.starts_with('/') {
-                return Err(format!("dir grant host path must be absolute: {:?}", d.host));
+                return Err(format!(
+                    "dir grant host path must be absolute: {:?}",
+                    d.host
+                ));
             }
             if !d.guest.starts_with('/') {
-                return Err(format!("dir grant guest path must be absolute: {:?}", d.guest));
+                return Err(format!(
+                    "dir grant guest path must be absolute: {:?}",
+                    d.guest
+                ));
             }
         }
         Ok(())
@@ -420,7 +436,14 @@ mod tests {
     #[test]
     fn dir_grants() {
         let g = DirGrant::parse("/tmp/x:/data:ro").unwrap();
-        assert_eq!(g, DirGrant { host: "/tmp/x".into(), guest: "/data".into(), read_only: true });
+        assert_eq!(
+            g,
+            DirGrant {
+                host: "/tmp/x".into(),
+                guest: "/data".into(),
+                read_only: true
+            }
+        );
         assert!(!DirGrant::parse("/a:/b").unwrap().read_only);
         assert!(DirGrant::parse("/a").is_err());
         assert!(DirGrant::parse("/a:/b:xx").is_err());
@@ -432,7 +455,13 @@ mod tests {
         assert_eq!(c.limits.timeout_ms, 500);
         assert_eq!(c.limits.memory_bytes, DEFAULT_MEMORY_BYTES);
         assert!(serde_json::from_str::<FunctionConfig>(r#"{"limit":{}}"#).is_err());
-        let bad = FunctionConfig { limits: Limits { memory_bytes: 8 << 30, ..Limits::default() }, ..Default::default() };
+        let bad = FunctionConfig {
+            limits: Limits {
+                memory_bytes: 8 << 30,
+                ..Limits::default()
+            },
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("memory_bytes"));
     }
 }

@@ -41,8 +41,14 @@ fn default_port(scheme: &str) -> Option<u16> {
 impl AllowedHost {
     /// Parse one pattern; the error says what is wrong.
     pub fn parse(s: &str) -> Result<AllowedHost, String> {
-        let err = |why: &str| format!("invalid allowed outbound host {s:?}: {why} (e.g. https://api.example.com, http://127.0.0.1:9000, *://*.example.com:*)");
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| err("missing scheme://"))?;
+        let err = |why: &str| {
+            format!(
+                "invalid allowed outbound host {s:?}: {why} (e.g. https://api.example.com, http://127.0.0.1:9000, *://*.example.com:*)"
+            )
+        };
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| err("missing scheme://"))?;
         let scheme = match scheme {
             "*" => None,
             "http" | "https" => Some(scheme.to_string()),
@@ -64,7 +70,10 @@ impl AllowedHost {
         };
         let port = match port {
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| err("port must be a number or *"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| err("port must be a number or *"))?,
+            ),
             None => match scheme.as_deref().and_then(default_port) {
                 Some(p) => Some(p),
                 None => return Err(err("a port (or :*) is required with *://")),
@@ -83,24 +92,38 @@ impl AllowedHost {
         } else {
             HostPattern::Exact(host)
         };
-        Ok(AllowedHost { scheme, host, port, raw: s.to_string() })
+        Ok(AllowedHost {
+            scheme,
+            host,
+            port,
+            raw: s.to_string(),
+        })
     }
 
     /// Whether a request to `scheme://host:port` matches.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         if let Some(s) = &self.scheme
-            && s != scheme {
-                return false;
-            }
+            && s != scheme
+        {
+            return false;
+        }
         if let Some(p) = self.port
-            && p != port {
-                return false;
-            }
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+            && p != port
+        {
+            return false;
+        }
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         match &self.host {
             HostPattern::Any => true,
             HostPattern::Exact(h) => *h == host,
-            HostPattern::Suffix(sfx) => host.len() > sfx.len() + 1 && host.ends_with(sfx.as_str()) && host.as_bytes()[host.len() - sfx.len() - 1] == b'.',
+            HostPattern::Suffix(sfx) => {
+                host.len() > sfx.len() + 1
+                    && host.ends_with(sfx.as_str())
+                    && host.as_bytes()[host.len() - sfx.len() - 1] == b'.'
+            }
         }
     }
 }
@@ -112,7 +135,11 @@ pub struct AllowList(Vec<AllowedHost>);
 impl AllowList {
     /// Parse every entry.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<AllowList, String> {
-        entries.iter().map(|e| AllowedHost::parse(e.as_ref())).collect::<Result<_, _>>().map(AllowList)
+        entries
+            .iter()
+            .map(|e| AllowedHost::parse(e.as_ref()))
+            .collect::<Result<_, _>>()
+            .map(AllowList)
     }
     /// Whether any entry allows `scheme://host:port`.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
@@ -154,7 +181,10 @@ mod tests {
         let a = AllowedHost::parse("*://*.example.com:*").unwrap();
         assert!(a.allows("http", "a.example.com", 1));
         assert!(a.allows("https", "b.c.example.com", 443));
-        assert!(!a.allows("https", "example.com", 443), "suffix only matches subdomains");
+        assert!(
+            !a.allows("https", "example.com", 443),
+            "suffix only matches subdomains"
+        );
         assert!(!a.allows("https", "badexample.com", 443));
         let any = AllowedHost::parse("http://*:*").unwrap();
         assert!(any.allows("http", "anything", 1234));
@@ -163,7 +193,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns() {
-        for bad in ["example.com", "ftp://x.com", "*://x.com", "http://x.com/path", "http://x.com:99999", "http://a*b.com", "http://"] {
+        for bad in [
+            "example.com",
+            "ftp://x.com",
+            "*://x.com",
+            "http://x.com/path",
+            "http://x.com:99999",
+            "http://a*b.com",
+            "http://",
+        ] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad} should be rejected");
         }
         assert!(AllowList::parse::<&str>(&[]).unwrap().is_empty());

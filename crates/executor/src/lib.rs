@@ -24,8 +24,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use wisp_core::{Activation, ActivationStatus, ErrorKind, FunctionConfig, FunctionInfo, FunctionVersion};
 use wisp_core::outbound::AllowList;
+use wisp_core::{
+    Activation, ActivationStatus, ErrorKind, FunctionConfig, FunctionInfo, FunctionVersion,
+};
 use wisp_runtime::{CgiRequest, GuestBody, HttpInvocation, Invocation, Loaded, RunError, Runtime};
 use wisp_store::{NewVersion, Store};
 
@@ -48,7 +50,12 @@ pub struct ExecutorOptions {
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        ExecutorOptions { activation_retention: 100_000, activation_queue: 8192, max_module_bytes: 64 << 20, guest_runtime: None }
+        ExecutorOptions {
+            activation_retention: 100_000,
+            activation_queue: 8192,
+            max_module_bytes: 64 << 20,
+            guest_runtime: None,
+        }
     }
 }
 
@@ -67,7 +74,12 @@ pub struct Error {
 
 impl Error {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), activation_id: None, retry_after: None }
+        Error {
+            kind,
+            message: message.into(),
+            activation_id: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -229,7 +241,10 @@ pub struct Executor {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// 32 hex digits: 48 bits of Unix milliseconds, then 80 random bits (the
@@ -246,7 +261,11 @@ impl Executor {
     /// Build the executor over a runtime and store, serve every stored
     /// function (lazily loaded), and start the activation writer. Must be
     /// called inside a Tokio runtime.
-    pub fn start(runtime: Arc<Runtime>, store: Arc<Store>, opts: ExecutorOptions) -> Result<Arc<Executor>, Error> {
+    pub fn start(
+        runtime: Arc<Runtime>,
+        store: Arc<Store>,
+        opts: ExecutorOptions,
+    ) -> Result<Arc<Executor>, Error> {
         let (tx, rx) = mpsc::channel(opts.activation_queue);
         let exec = Arc::new(Executor {
             runtime,
@@ -260,7 +279,10 @@ impl Executor {
         });
         let removed = store.gc(exec.runtime.fingerprint()).map_err(store_err)?;
         if removed > 0 {
-            tracing::info!(removed, "removed unreferenced blobs, stale artifacts and temp files");
+            tracing::info!(
+                removed,
+                "removed unreferenced blobs, stale artifacts and temp files"
+            );
         }
         for f in store.list_functions().map_err(store_err)? {
             exec.install(f.active, None);
@@ -297,13 +319,25 @@ impl Executor {
         if let Some(m) = self.fn_metrics.read().unwrap().get(name) {
             return m.clone();
         }
-        self.fn_metrics.write().unwrap().entry(name.to_string()).or_default().clone()
+        self.fn_metrics
+            .write()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
     fn install(&self, version: FunctionVersion, loaded: Option<Loaded>) -> Arc<FunctionHandle> {
         let digest_hex = version.digest.trim_start_matches("sha256:").to_string();
-        let artifact = self.store.artifact_path(self.runtime.fingerprint(), &digest_hex);
-        let env = version.config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let artifact = self
+            .store
+            .artifact_path(self.runtime.fingerprint(), &digest_hex);
+        let env = version
+            .config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let cell = OnceCell::new();
         if let Some(l) = loaded {
             let _ = cell.set(l);
@@ -313,13 +347,20 @@ impl Executor {
             args: vec![version.name.clone()],
             artifact,
             loaded: cell,
-            permits: Arc::new(Semaphore::new(version.config.limits.max_concurrency as usize)),
-            allow: Arc::new(AllowList::parse(&version.config.allowed_outbound_hosts).unwrap_or_default()),
+            permits: Arc::new(Semaphore::new(
+                version.config.limits.max_concurrency as usize,
+            )),
+            allow: Arc::new(
+                AllowList::parse(&version.config.allowed_outbound_hosts).unwrap_or_default(),
+            ),
             metrics: self.metrics_for(&version.name),
             prefix: http::HeaderValue::try_from(format!("/fn/{}", version.name)).ok(),
             version,
         });
-        self.table.write().unwrap().insert(handle.version.name.clone(), handle.clone());
+        self.table
+            .write()
+            .unwrap()
+            .insert(handle.version.name.clone(), handle.clone());
         handle
     }
 
@@ -329,70 +370,101 @@ impl Executor {
     }
 
     /// Deploy `wasm` as the new version of `name`.
-    pub async fn deploy(&self, name: &str, wasm: Bytes, config: FunctionConfig) -> Result<Deployed, Error> {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        wasm: Bytes,
+        config: FunctionConfig,
+    ) -> Result<Deployed, Error> {
         wisp_core::validate_name(name).map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
-        config.validate().map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
+        config
+            .validate()
+            .map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
         if wasm.len() > self.opts.max_module_bytes {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
-                format!("module is {} bytes; the limit is {}", wasm.len(), self.opts.max_module_bytes),
+                format!(
+                    "module is {} bytes; the limit is {}",
+                    wasm.len(),
+                    self.opts.max_module_bytes
+                ),
             ));
         }
         for d in &config.dirs {
             if !std::path::Path::new(&d.host).is_dir() {
-                return Err(Error::new(ErrorKind::BadRequest, format!("granted dir {:?} does not exist on the host", d.host)));
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("granted dir {:?} does not exist on the host", d.host),
+                ));
             }
         }
         let _guard = self.deploy_lock.lock().await;
         let runtime = self.runtime.clone();
         let store = self.store.clone();
         let name_owned = name.to_string();
-        let (deployed, loaded, compiled) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let digest = wisp_store::sha256_hex(&wasm);
-            let artifact_path = store.artifact_path(runtime.fingerprint(), &digest);
-            // Same bytes compiled before (any name, this engine): reuse.
-            let reused = match artifact_path.exists().then(|| runtime.load(&artifact_path)) {
-                Some(Ok(loaded)) => Some(loaded),
-                Some(Err(wisp_runtime::Error::Invalid(m))) => return Err(Error::new(ErrorKind::BadRequest, m)),
-                Some(Err(_)) | None => None,
-            };
-            let (abi, compiled_size, compile_ms, compiled, loaded) = match reused {
-                Some(loaded) => {
-                    let size = std::fs::metadata(&artifact_path).map(|m| m.len()).unwrap_or(0);
-                    (loaded.abi(), size, 0.0, false, loaded)
-                }
-                None => {
-                    let (c, loaded) = compile_artifact(&runtime, &store, &wasm, &digest)?;
-                    (c.abi, c.artifact.len() as u64, c.compile_time.as_secs_f64() * 1e3, true, loaded)
-                }
-            };
-            // Only a servable module is kept; its version row comes last.
-            store.put_blob_as(&digest, &wasm).map_err(store_err)?;
-            let d = store
-                .create_version(NewVersion {
-                    name: &name_owned,
-                    digest_hex: &digest,
-                    abi,
-                    config: &config,
-                    wasm_size: wasm.len() as u64,
-                    compiled_size,
-                    compile_ms,
-                })
-                .map_err(store_err)?;
-            Ok((d, loaded, compiled))
-        })
-        .await
-        .map_err(join_err)??;
+        let (deployed, loaded, compiled) =
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let digest = wisp_store::sha256_hex(&wasm);
+                let artifact_path = store.artifact_path(runtime.fingerprint(), &digest);
+                // Same bytes compiled before (any name, this engine): reuse.
+                let reused = match artifact_path.exists().then(|| runtime.load(&artifact_path)) {
+                    Some(Ok(loaded)) => Some(loaded),
+                    Some(Err(wisp_runtime::Error::Invalid(m))) => {
+                        return Err(Error::new(ErrorKind::BadRequest, m));
+                    }
+                    Some(Err(_)) | None => None,
+                };
+                let (abi, compiled_size, compile_ms, compiled, loaded) = match reused {
+                    Some(loaded) => {
+                        let size = std::fs::metadata(&artifact_path)
+                            .map(|m| m.len())
+                            .unwrap_or(0);
+                        (loaded.abi(), size, 0.0, false, loaded)
+                    }
+                    None => {
+                        let (c, loaded) = compile_artifact(&runtime, &store, &wasm, &digest)?;
+                        (
+                            c.abi,
+                            c.artifact.len() as u64,
+                            c.compile_time.as_secs_f64() * 1e3,
+                            true,
+                            loaded,
+                        )
+                    }
+                };
+                // Only a servable module is kept; its version row comes last.
+                store.put_blob_as(&digest, &wasm).map_err(store_err)?;
+                let d = store
+                    .create_version(NewVersion {
+                        name: &name_owned,
+                        digest_hex: &digest,
+                        abi,
+                        config: &config,
+                        wasm_size: wasm.len() as u64,
+                        compiled_size,
+                        compile_ms,
+                    })
+                    .map_err(store_err)?;
+                Ok((d, loaded, compiled))
+            })
+            .await
+            .map_err(join_err)??;
 
         let current = self.get(name);
-        let same = current.as_ref().is_some_and(|h| h.version.version == deployed.version.version);
+        let same = current
+            .as_ref()
+            .is_some_and(|h| h.version.version == deployed.version.version);
         if !same {
             self.install(deployed.version.clone(), Some(loaded));
         }
         if deployed.created {
             self.metrics.deploys.fetch_add(1, Relaxed);
         }
-        Ok(Deployed { version: deployed.version, created: deployed.created, compiled })
+        Ok(Deployed {
+            version: deployed.version,
+            created: deployed.created,
+            compiled,
+        })
     }
 
     /// Remove a function; in-flight requests finish on the old handle.
@@ -400,7 +472,10 @@ impl Executor {
         let _guard = self.deploy_lock.lock().await;
         let store = self.store.clone();
         let n = name.to_string();
-        let existed = tokio::task::spawn_blocking(move || store.delete_function(&n)).await.map_err(join_err)?.map_err(store_err)?;
+        let existed = tokio::task::spawn_blocking(move || store.delete_function(&n))
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)?;
         self.table.write().unwrap().remove(name);
         Ok(existed)
     }
@@ -410,7 +485,10 @@ impl Executor {
         let _guard = self.deploy_lock.lock().await;
         let store = self.store.clone();
         let n = name.to_string();
-        let v = tokio::task::spawn_blocking(move || store.rollback(&n, to)).await.map_err(join_err)?.map_err(store_err)?;
+        let v = tokio::task::spawn_blocking(move || store.rollback(&n, to))
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)?;
         self.install(v.clone(), None);
         Ok(v)
     }
@@ -419,17 +497,27 @@ impl Executor {
     pub async fn info(&self, name: &str) -> Result<Option<FunctionInfo>, Error> {
         let store = self.store.clone();
         let n = name.to_string();
-        tokio::task::spawn_blocking(move || store.get_function(&n)).await.map_err(join_err)?.map_err(store_err)
+        tokio::task::spawn_blocking(move || store.get_function(&n))
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)
     }
 
     /// All functions as stored.
     pub async fn list(&self) -> Result<Vec<FunctionInfo>, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.list_functions()).await.map_err(join_err)?.map_err(store_err)
+        tokio::task::spawn_blocking(move || store.list_functions())
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)
     }
 
     /// Recent activations.
-    pub async fn activations(&self, function: Option<String>, limit: u32) -> Result<Vec<Activation>, Error> {
+    pub async fn activations(
+        &self,
+        function: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Activation>, Error> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.list_activations(function.as_deref(), limit))
             .await
@@ -440,7 +528,10 @@ impl Executor {
     /// One activation with its log.
     pub async fn activation(&self, id: String) -> Result<Option<Activation>, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.get_activation(&id)).await.map_err(join_err)?.map_err(store_err)
+        tokio::task::spawn_blocking(move || store.get_activation(&id))
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)
     }
 
     /// Wait until every activation recorded so far is written.
@@ -510,19 +601,29 @@ impl Executor {
                     m.queue_depth.fetch_sub(1, Relaxed);
                     let mut e = Error::new(
                         ErrorKind::TooManyRequests,
-                        format!("function {:?} is at its concurrency limit ({}) and its queue is full", h.version.name, limits.max_concurrency),
+                        format!(
+                            "function {:?} is at its concurrency limit ({}) and its queue is full",
+                            h.version.name, limits.max_concurrency
+                        ),
                     );
                     e.retry_after = Some(1);
                     return Err(self.fail(&h.metrics, rec, e, t0));
                 }
-                let waited = tokio::time::timeout(Duration::from_millis(limits.queue_timeout_ms), h.permits.clone().acquire_owned()).await;
+                let waited = tokio::time::timeout(
+                    Duration::from_millis(limits.queue_timeout_ms),
+                    h.permits.clone().acquire_owned(),
+                )
+                .await;
                 m.queue_depth.fetch_sub(1, Relaxed);
                 match waited {
                     Ok(Ok(p)) => p,
                     _ => {
                         let mut e = Error::new(
                             ErrorKind::Unavailable,
-                            format!("no instance of {:?} became free within {} ms", h.version.name, limits.queue_timeout_ms),
+                            format!(
+                                "no instance of {:?} became free within {} ms",
+                                h.version.name, limits.queue_timeout_ms
+                            ),
                         );
                         e.retry_after = Some(1);
                         return Err(self.fail(&h.metrics, rec, e, t0));
@@ -554,7 +655,11 @@ impl Executor {
                 }
             }
         };
-        let init = if cold { t_init.elapsed() } else { Duration::ZERO };
+        let init = if cold {
+            t_init.elapsed()
+        } else {
+            Duration::ZERO
+        };
         rec.cold = cold;
         rec.init_us = init.as_micros() as u64;
         if cold {
@@ -563,12 +668,19 @@ impl Executor {
 
         // 3. A fresh instance.
         if let Loaded::Http(_) = loaded {
-            return self.invoke_http(h, loaded.clone(), req, permit, rec, t0, wait, init).await;
+            return self
+                .invoke_http(h, loaded.clone(), req, permit, rec, t0, wait, init)
+                .await;
         }
         let body = match req.body {
             RequestBody::Full(b) => b,
             RequestBody::Stream(_) => {
-                return Err(self.fail(&h.metrics, rec, Error::new(ErrorKind::Internal, "command modules need a collected body"), t0));
+                return Err(self.fail(
+                    &h.metrics,
+                    rec,
+                    Error::new(ErrorKind::Internal, "command modules need a collected body"),
+                    t0,
+                ));
             }
         };
         let cgi = CgiRequest {
@@ -588,18 +700,42 @@ impl Executor {
         let result = match &self.opts.guest_runtime {
             None => {
                 self.runtime
-                    .invoke(loaded, Invocation { args: &h.args, env: &env, stdin: body, dirs: &h.version.config.dirs, limits })
+                    .invoke(
+                        loaded,
+                        Invocation {
+                            args: &h.args,
+                            env: &env,
+                            stdin: body,
+                            dirs: &h.version.config.dirs,
+                            limits,
+                        },
+                    )
                     .await
             }
             Some(rt) => {
                 let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
                 let task = rt.spawn(async move {
                     let c = &h2.version.config;
-                    runtime.invoke(&loaded, Invocation { args: &h2.args, env: &env, stdin: body, dirs: &c.dirs, limits: &c.limits }).await
+                    runtime
+                        .invoke(
+                            &loaded,
+                            Invocation {
+                                args: &h2.args,
+                                env: &env,
+                                stdin: body,
+                                dirs: &c.dirs,
+                                limits: &c.limits,
+                            },
+                        )
+                        .await
                 });
                 // If the client goes away, stop the guest too.
                 let _abort = AbortOnDrop(task.abort_handle());
-                task.await.unwrap_or_else(|e| Err(RunError::Internal(format!("guest task ended abnormally: {e}"))))
+                task.await.unwrap_or_else(|e| {
+                    Err(RunError::Internal(format!(
+                        "guest task ended abnormally: {e}"
+                    )))
+                })
             }
         };
         let run = t_run.elapsed();
@@ -653,9 +789,15 @@ impl Executor {
         wait: Duration,
         init: Duration,
     ) -> Result<Response, Error> {
-        let Loaded::Http(pre) = loaded else { unreachable!("checked by the caller") };
+        let Loaded::Http(pre) = loaded else {
+            unreachable!("checked by the caller")
+        };
         let m = h.metrics.clone();
-        let mut path = if req.path_info.is_empty() { "/".to_string() } else { req.path_info.clone() };
+        let mut path = if req.path_info.is_empty() {
+            "/".to_string()
+        } else {
+            req.path_info.clone()
+        };
         if !req.query.is_empty() {
             path.push('?');
             path.push_str(&req.query);
@@ -671,18 +813,35 @@ impl Executor {
             RequestBody::Stream(s) => s,
             RequestBody::Full(bytes) => {
                 use http_body_util::BodyExt;
-                http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+                http_body_util::Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
             }
         };
         let hreq = match b.body(body) {
             Ok(r) => r,
-            Err(e) => return Err(self.fail(&h.metrics, rec, Error::new(ErrorKind::BadRequest, format!("invalid request: {e}")), t0)),
+            Err(e) => {
+                return Err(self.fail(
+                    &h.metrics,
+                    rec,
+                    Error::new(ErrorKind::BadRequest, format!("invalid request: {e}")),
+                    t0,
+                ));
+            }
         };
         m.running.fetch_add(1, Relaxed);
         let t_run = Instant::now();
         let c = &h.version.config;
-        let inv = HttpInvocation { env: &h.env, dirs: &c.dirs, limits: &c.limits, allow: h.allow.clone() };
-        let result = self.runtime.invoke_http(&pre, hreq, inv, self.opts.guest_runtime.as_ref()).await;
+        let inv = HttpInvocation {
+            env: &h.env,
+            dirs: &c.dirs,
+            limits: &c.limits,
+            allow: h.allow.clone(),
+        };
+        let result = self
+            .runtime
+            .invoke_http(&pre, hreq, inv, self.opts.guest_runtime.as_ref())
+            .await;
         let out = match result {
             Ok(o) => o,
             Err(e) => {
@@ -713,7 +872,11 @@ impl Executor {
             t0,
         });
         let (ended_tx, ended_rx) = oneshot::channel();
-        let body = http_body_util::BodyExt::boxed_unsync(Counted { inner: Some(body), pending: Some(pending.clone()), instance_ended: ended_rx });
+        let body = http_body_util::BodyExt::boxed_unsync(Counted {
+            inner: Some(body),
+            pending: Some(pending.clone()),
+            instance_ended: ended_rx,
+        });
         let headers = parts.headers;
         out.done.on_complete(move |d| {
             drop(permit);
@@ -724,9 +887,19 @@ impl Executor {
                 match d.result {
                     Ok(()) => rec.status = ActivationStatus::Success,
                     Err(e) => {
-                        rec.status = if matches!(e, RunError::Timeout(..)) { ActivationStatus::Timeout } else { ActivationStatus::Error };
+                        rec.status = if matches!(e, RunError::Timeout(..)) {
+                            ActivationStatus::Timeout
+                        } else {
+                            ActivationStatus::Error
+                        };
                         rec.error = Some(format!("after the response head was sent: {e}"));
-                        pending.metrics.error(if rec.status == ActivationStatus::Timeout { ErrorKind::Timeout } else { ErrorKind::Trap });
+                        pending
+                            .metrics
+                            .error(if rec.status == ActivationStatus::Timeout {
+                                ErrorKind::Timeout
+                            } else {
+                                ErrorKind::Trap
+                            });
                     }
                 }
             }
@@ -753,7 +926,10 @@ impl Executor {
             RunError::Trap(..) => (ErrorKind::Trap, e.to_string()),
             RunError::Exit(..) => (ErrorKind::Exit, e.to_string()),
             RunError::ResponseTooLarge(..) => (ErrorKind::ResponseTooLarge, e.to_string()),
-            RunError::PoolExhausted(_) => (ErrorKind::Unavailable, "the node is at its instance limit; retry shortly".to_string()),
+            RunError::PoolExhausted(_) => (
+                ErrorKind::Unavailable,
+                "the node is at its instance limit; retry shortly".to_string(),
+            ),
             RunError::Internal(_) => (ErrorKind::Internal, e.to_string()),
         };
         let mut err = Error::new(kind, msg);
@@ -790,15 +966,46 @@ impl Executor {
     pub fn render_metrics(&self) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(4096);
-        let fns: Vec<(String, Arc<FunctionMetrics>)> =
-            self.fn_metrics.read().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let table: Vec<Arc<FunctionHandle>> = self.table.read().unwrap().values().cloned().collect();
+        let fns: Vec<(String, Arc<FunctionMetrics>)> = self
+            .fn_metrics
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let table: Vec<Arc<FunctionHandle>> =
+            self.table.read().unwrap().values().cloned().collect();
         let sections = [
-            ("invocations", "wisp_invocations_total", "counter", "Invocations by function and outcome."),
-            ("cold", "wisp_cold_starts_total", "counter", "Requests that had to load their function."),
-            ("queue", "wisp_queue_depth", "gauge", "Requests waiting for a concurrency slot."),
-            ("running", "wisp_instances_running", "gauge", "Instances running now."),
-            ("latency", "wisp_request_duration_seconds", "histogram", "End-to-end invocation latency (wait + init + run)."),
+            (
+                "invocations",
+                "wisp_invocations_total",
+                "counter",
+                "Invocations by function and outcome.",
+            ),
+            (
+                "cold",
+                "wisp_cold_starts_total",
+                "counter",
+                "Requests that had to load their function.",
+            ),
+            (
+                "queue",
+                "wisp_queue_depth",
+                "gauge",
+                "Requests waiting for a concurrency slot.",
+            ),
+            (
+                "running",
+                "wisp_instances_running",
+                "gauge",
+                "Instances running now.",
+            ),
+            (
+                "latency",
+                "wisp_request_duration_seconds",
+                "histogram",
+                "End-to-end invocation latency (wait + init + run).",
+            ),
         ];
         for (sec, name, ty, help) in sections {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
@@ -807,14 +1014,45 @@ impl Executor {
             }
         }
         let warm = table.iter().filter(|h| h.is_warm()).count();
-        let _ = writeln!(out, "# HELP wisp_functions Functions deployed.\n# TYPE wisp_functions gauge\nwisp_functions {}", table.len());
-        let _ = writeln!(out, "# HELP wisp_warm_functions Functions with a loaded, ready-to-instantiate template.\n# TYPE wisp_warm_functions gauge\nwisp_warm_functions {warm}");
-        let _ = writeln!(out, "# HELP wisp_compilations_total Cranelift compilations by this process.\n# TYPE wisp_compilations_total counter\nwisp_compilations_total {}", self.runtime.compilations());
-        let _ = writeln!(out, "# HELP wisp_artifact_loads_total Precompiled artifacts mapped (cold loads).\n# TYPE wisp_artifact_loads_total counter\nwisp_artifact_loads_total {}", self.metrics.loads.load(Relaxed));
-        let _ = writeln!(out, "# HELP wisp_deploys_total Deploys that created a version.\n# TYPE wisp_deploys_total counter\nwisp_deploys_total {}", self.metrics.deploys.load(Relaxed));
-        let _ = writeln!(out, "# HELP wisp_activations_written_total Activation records written.\n# TYPE wisp_activations_written_total counter\nwisp_activations_written_total {}", self.metrics.activations_written.load(Relaxed));
-        let _ = writeln!(out, "# HELP wisp_activations_dropped_total Activation records dropped (writer behind).\n# TYPE wisp_activations_dropped_total counter\nwisp_activations_dropped_total {}", self.metrics.activations_dropped.load(Relaxed));
-        let _ = writeln!(out, "# HELP wisp_pooling_allocator 1 if the pooling instance allocator is active.\n# TYPE wisp_pooling_allocator gauge\nwisp_pooling_allocator {}", self.runtime.pooling() as u8);
+        let _ = writeln!(
+            out,
+            "# HELP wisp_functions Functions deployed.\n# TYPE wisp_functions gauge\nwisp_functions {}",
+            table.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_warm_functions Functions with a loaded, ready-to-instantiate template.\n# TYPE wisp_warm_functions gauge\nwisp_warm_functions {warm}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_compilations_total Cranelift compilations by this process.\n# TYPE wisp_compilations_total counter\nwisp_compilations_total {}",
+            self.runtime.compilations()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_artifact_loads_total Precompiled artifacts mapped (cold loads).\n# TYPE wisp_artifact_loads_total counter\nwisp_artifact_loads_total {}",
+            self.metrics.loads.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_deploys_total Deploys that created a version.\n# TYPE wisp_deploys_total counter\nwisp_deploys_total {}",
+            self.metrics.deploys.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_activations_written_total Activation records written.\n# TYPE wisp_activations_written_total counter\nwisp_activations_written_total {}",
+            self.metrics.activations_written.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_activations_dropped_total Activation records dropped (writer behind).\n# TYPE wisp_activations_dropped_total counter\nwisp_activations_dropped_total {}",
+            self.metrics.activations_dropped.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wisp_pooling_allocator 1 if the pooling instance allocator is active.\n# TYPE wisp_pooling_allocator gauge\nwisp_pooling_allocator {}",
+            self.runtime.pooling() as u8
+        );
         self.metrics.render_errors(&mut out);
         out
     }
@@ -822,9 +1060,16 @@ impl Executor {
 
 /// Compile `wasm`, write its artifact atomically and map it. Blocking.
 /// An artifact that cannot be linked is removed again.
-fn compile_artifact(runtime: &Runtime, store: &Store, wasm: &[u8], digest: &str) -> Result<(wisp_runtime::Compiled, Loaded), Error> {
+fn compile_artifact(
+    runtime: &Runtime,
+    store: &Store,
+    wasm: &[u8],
+    digest: &str,
+) -> Result<(wisp_runtime::Compiled, Loaded), Error> {
     let c = runtime.compile(wasm).map_err(rt_err)?;
-    let path = store.put_artifact(runtime.fingerprint(), digest, &c.artifact).map_err(store_err)?;
+    let path = store
+        .put_artifact(runtime.fingerprint(), digest, &c.artifact)
+        .map_err(store_err)?;
     match runtime.load(&path) {
         Ok(loaded) => Ok((c, loaded)),
         Err(e) => {
@@ -847,10 +1092,14 @@ struct PendingRecord {
 
 impl Drop for PendingRecord {
     fn drop(&mut self) {
-        let Some(mut rec) = self.rec.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some(mut rec) = self.rec.get_mut().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         rec.bytes_out = *self.bytes_out.get_mut();
         self.fm.count(rec.status);
-        self.fm.latency.observe_us(self.t0.elapsed().as_micros() as u64);
+        self.fm
+            .latency
+            .observe_us(self.t0.elapsed().as_micros() as u64);
         if self.records.try_send(Msg::Record(rec)).is_err() {
             self.metrics.activations_dropped.fetch_add(1, Relaxed);
         }
@@ -892,7 +1141,10 @@ impl http_body::Body for Counted {
         }
         // The guest's body is done; end the response with the instance.
         // (A dropped sender also means the instance is gone.)
-        if std::pin::Pin::new(&mut this.instance_ended).poll(cx).is_pending() {
+        if std::pin::Pin::new(&mut this.instance_ended)
+            .poll(cx)
+            .is_pending()
+        {
             return Poll::Pending;
         }
         this.pending = None;
@@ -904,7 +1156,10 @@ impl http_body::Body for Counted {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| http_body::SizeHint::with_exact(0))
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| http_body::SizeHint::with_exact(0))
     }
 }
 
@@ -913,7 +1168,10 @@ impl http_body::Body for Counted {
 fn header_map(lines: Vec<(String, String)>) -> http::HeaderMap {
     let mut hs = http::HeaderMap::with_capacity(lines.len());
     for (k, v) in lines {
-        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::try_from(v)) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::try_from(v),
+        ) {
             hs.append(k, v);
         }
     }
@@ -971,7 +1229,10 @@ async fn writer(exec: std::sync::Weak<Executor>, store: Arc<Store>, mut rx: mpsc
             }
         }
         let n = batch.len();
-        let retention = exec.upgrade().map(|e| e.opts.activation_retention).unwrap_or(u64::MAX);
+        let retention = exec
+            .upgrade()
+            .map(|e| e.opts.activation_retention)
+            .unwrap_or(u64::MAX);
         since_prune += n;
         let prune = since_prune >= 1000;
         if prune {
@@ -994,7 +1255,9 @@ async fn writer(exec: std::sync::Weak<Executor>, store: Arc<Store>, mut rx: mpsc
                     e.metrics.activations_written.fetch_add(n as u64, Relaxed);
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, dropped = n, "writing activation records failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, dropped = n, "writing activation records failed")
+            }
             Err(e) => tracing::warn!(error = %e, "activation writer task failed"),
         }
         for f in flushes {

@@ -9,7 +9,8 @@ use wisp_core::{ActivationStatus, ErrorKind};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const BUCKETS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// A cumulative-on-render latency histogram.
@@ -23,7 +24,10 @@ impl Histogram {
     /// Record one observation in microseconds.
     pub fn observe_us(&self, us: u64) {
         let s = us as f64 / 1e6;
-        let i = BUCKETS.iter().position(|&b| s <= b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
     }
@@ -36,8 +40,17 @@ impl Histogram {
         }
         cum += self.counts[BUCKETS.len()].load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
-        let _ = writeln!(out, "{name}_sum{{{}}} {}", labels.trim_end_matches(','), self.sum_us.load(Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{{{}}} {cum}", labels.trim_end_matches(','));
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{}}} {}",
+            labels.trim_end_matches(','),
+            self.sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "{name}_count{{{}}} {cum}",
+            labels.trim_end_matches(',')
+        );
     }
 }
 
@@ -99,7 +112,12 @@ impl Metrics {
     pub(crate) fn render_errors(&self, out: &mut String) {
         out.push_str("# HELP wisp_errors_total Failed requests by error kind.\n# TYPE wisp_errors_total counter\n");
         for (i, k) in ErrorKind::ALL.iter().enumerate() {
-            let _ = writeln!(out, "wisp_errors_total{{kind=\"{}\"}} {}", k.code(), self.errors[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "wisp_errors_total{{kind=\"{}\"}} {}",
+                k.code(),
+                self.errors[i].load(Relaxed)
+            );
         }
     }
 }
@@ -108,20 +126,46 @@ impl Metrics {
 pub(crate) fn render_function(out: &mut String, name: &str, m: &FunctionMetrics, section: &str) {
     match section {
         "invocations" => {
-            for s in [ActivationStatus::Success, ActivationStatus::Error, ActivationStatus::Timeout, ActivationStatus::Rejected] {
-                let _ = writeln!(out, "wisp_invocations_total{{function=\"{name}\",status=\"{}\"}} {}", s.as_str(), m.invocations(s));
+            for s in [
+                ActivationStatus::Success,
+                ActivationStatus::Error,
+                ActivationStatus::Timeout,
+                ActivationStatus::Rejected,
+            ] {
+                let _ = writeln!(
+                    out,
+                    "wisp_invocations_total{{function=\"{name}\",status=\"{}\"}} {}",
+                    s.as_str(),
+                    m.invocations(s)
+                );
             }
         }
         "cold" => {
-            let _ = writeln!(out, "wisp_cold_starts_total{{function=\"{name}\"}} {}", m.cold_starts.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "wisp_cold_starts_total{{function=\"{name}\"}} {}",
+                m.cold_starts.load(Relaxed)
+            );
         }
         "queue" => {
-            let _ = writeln!(out, "wisp_queue_depth{{function=\"{name}\"}} {}", m.queue_depth.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "wisp_queue_depth{{function=\"{name}\"}} {}",
+                m.queue_depth.load(Relaxed)
+            );
         }
         "running" => {
-            let _ = writeln!(out, "wisp_instances_running{{function=\"{name}\"}} {}", m.running.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "wisp_instances_running{{function=\"{name}\"}} {}",
+                m.running.load(Relaxed)
+            );
         }
-        "latency" => m.latency.render(out, "wisp_request_duration_seconds", &format!("function=\"{name}\",")),
+        "latency" => m.latency.render(
+            out,
+            "wisp_request_duration_seconds",
+            &format!("function=\"{name}\","),
+        ),
         _ => {}
     }
 }

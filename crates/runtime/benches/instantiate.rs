@@ -19,11 +19,20 @@ use wisp_runtime::{EngineOptions, Invocation, Runtime};
 
 fn guest(name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = root.join(format!("functions/target/wasm32-wasip1/release/{name}.wasm"));
+    let p = root.join(format!(
+        "functions/target/wasm32-wasip1/release/{name}.wasm"
+    ));
     if !p.exists() {
         let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root.join("functions"))
-            .args(["build", "--release", "--target", "wasm32-wasip1", "-p", name])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "-p",
+                name,
+            ])
             .env_remove("CARGO_TARGET_DIR")
             .status()
             .expect("cargo");
@@ -33,14 +42,22 @@ fn guest(name: &str) -> PathBuf {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let runtime = Runtime::new(EngineOptions::default()).unwrap();
     eprintln!("pooling allocator: {}", runtime.pooling());
     let limits = Limits::default();
     let args = vec!["f".to_string()];
-    let env: Vec<(String, String)> = vec![("REQUEST_METHOD".into(), "GET".into()), ("QUERY_STRING".into(), String::new())];
+    let env: Vec<(String, String)> = vec![
+        ("REQUEST_METHOD".into(), "GET".into()),
+        ("QUERY_STRING".into(), String::new()),
+    ];
 
-    let wat_empty = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
+    let wat_empty =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+            .unwrap();
     let dir = std::env::temp_dir().join(format!("wisp-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -58,7 +75,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(runtime.invoke(
                     &loaded,
-                    Invocation { args: &args, env: &env, stdin: bytes::Bytes::new(), dirs: &[], limits: &limits },
+                    Invocation {
+                        args: &args,
+                        env: &env,
+                        stdin: bytes::Bytes::new(),
+                        dirs: &[],
+                        limits: &limits,
+                    },
                 ))
                 .unwrap()
             })

@@ -28,10 +28,14 @@ pub fn parse_cgi_response(out: Bytes) -> CgiResponse {
             let mut has_location = false;
             for (k, v) in headers {
                 if k.eq_ignore_ascii_case("status") {
-                    if let Some(code) = v.split_whitespace().next().and_then(|c| c.parse::<u16>().ok())
-                        && (100..=999).contains(&code) {
-                            status = code;
-                        }
+                    if let Some(code) = v
+                        .split_whitespace()
+                        .next()
+                        .and_then(|c| c.parse::<u16>().ok())
+                        && (100..=999).contains(&code)
+                    {
+                        status = code;
+                    }
                 } else {
                     if k.eq_ignore_ascii_case("location") {
                         has_location = true;
@@ -42,7 +46,11 @@ pub fn parse_cgi_response(out: Bytes) -> CgiResponse {
             if has_location && status == 200 {
                 status = 302;
             }
-            CgiResponse { status, headers: hs, body: out.slice(body_at..) }
+            CgiResponse {
+                status,
+                headers: hs,
+                body: out.slice(body_at..),
+            }
         }
         None => CgiResponse {
             status: 200,
@@ -65,14 +73,22 @@ fn split_headers(out: &[u8]) -> Option<(Vec<(String, String)>, usize)> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         pos += nl + 1;
         if line.is_empty() {
-            return if headers.is_empty() { None } else { Some((headers, pos)) };
+            return if headers.is_empty() {
+                None
+            } else {
+                Some((headers, pos))
+            };
         }
         if pos > MAX_HEADER_BLOCK {
             return None;
         }
         let colon = line.iter().position(|&b| b == b':')?;
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if name.is_empty()
+            || !name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return None;
         }
         let value = std::str::from_utf8(&line[colon + 1..]).ok()?.trim();
@@ -110,7 +126,10 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
     let mut put = |k: &str, v: &str| env.push((k.to_owned(), v.to_owned()));
     put("GATEWAY_INTERFACE", "CGI/1.1");
     put("SERVER_PROTOCOL", "HTTP/1.1");
-    put("SERVER_SOFTWARE", concat!("wisp/", env!("CARGO_PKG_VERSION")));
+    put(
+        "SERVER_SOFTWARE",
+        concat!("wisp/", env!("CARGO_PKG_VERSION")),
+    );
     put("REQUEST_METHOD", req.method);
     put("SCRIPT_NAME", &format!("/fn/{}", req.function));
     put("PATH_INFO", req.path_info);
@@ -134,7 +153,11 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
         let mut name = String::with_capacity(5 + k.len());
         name.push_str("HTTP_");
         for c in k.chars() {
-            name.push(if c == '-' { '_' } else { c.to_ascii_uppercase() });
+            name.push(if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            });
         }
         put(&name, v);
     }
@@ -206,7 +229,13 @@ mod tests {
             b"Status: 404 Not Found\r\nContent-Type: application/json\r\nX-A: b\r\n\r\n{}",
         ));
         assert_eq!(r.status, 404);
-        assert_eq!(r.headers, vec![("Content-Type".into(), "application/json".into()), ("X-A".into(), "b".into())]);
+        assert_eq!(
+            r.headers,
+            vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-A".into(), "b".into())
+            ]
+        );
         assert_eq!(&r.body[..], b"{}");
     }
 
@@ -218,7 +247,9 @@ mod tests {
 
     #[test]
     fn colon_in_text_is_not_a_header() {
-        let r = parse_cgi_response(Bytes::from_static(b"note: this has a colon\nbut no blank line"));
+        let r = parse_cgi_response(Bytes::from_static(
+            b"note: this has a colon\nbut no blank line",
+        ));
         assert_eq!(r.status, 200);
         assert_eq!(&r.body[..], b"note: this has a colon\nbut no blank line");
     }
@@ -254,7 +285,12 @@ mod tests {
             remote_addr: "127.0.0.1",
         };
         let env = build_cgi_env(&req, &[("MODE".into(), "safe".into())]);
-        let get = |k: &str| env.iter().rev().find(|(ek, _)| ek == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            env.iter()
+                .rev()
+                .find(|(ek, _)| ek == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("REQUEST_METHOD"), Some("POST"));
         assert_eq!(get("PATH_INFO"), Some("/a/b"));
         assert_eq!(get("QUERY_STRING"), Some("n=40&MODE=evil"));

@@ -33,6 +33,12 @@ pub struct EngineOptions {
     /// decommitted) when an instance ends. `None`: 1 MiB of dirty pages when
     /// the kernel has PAGEMAP_SCAN, else the first 64 KiB.
     pub keep_resident: Option<usize>,
+    /// Compile epoch checks into guest code (at every function entry and
+    /// loop back-edge): what makes timeouts and cooperative yields work.
+    /// **Only for measurement**: without them a guest that loops forever
+    /// can't be stopped. `wisp bench` turns them off in a second engine to
+    /// show what they cost (docs/benchmarks.md, "Runtime").
+    pub deadline_checks: bool,
 }
 
 /// Default keep-resident with PAGEMAP_SCAN: only dirty pages count, so this
@@ -51,6 +57,7 @@ impl Default for EngineOptions {
             epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 512 << 10,
             keep_resident: None,
+            deadline_checks: true,
         }
     }
 }
@@ -111,7 +118,7 @@ impl Hasher for ShaHasher {
 
 fn config(opts: &EngineOptions, pooling: bool, scan: bool) -> Config {
     let mut c = Config::new();
-    c.epoch_interruption(true);
+    c.epoch_interruption(opts.deadline_checks);
     c.cranelift_opt_level(OptLevel::Speed);
     c.memory_init_cow(true);
     c.max_wasm_stack(opts.max_wasm_stack);
@@ -132,7 +139,11 @@ fn config(opts: &EngineOptions, pooling: bool, scan: bool) -> Config {
         // Without it, keep-resident memsets the *first* N bytes whether or
         // not they were touched, so only a little is worth keeping.
         p.pagemap_scan(if scan { Enabled::Yes } else { Enabled::No });
-        let keep = opts.keep_resident.unwrap_or(if scan { KEEP_RESIDENT_SCAN } else { KEEP_RESIDENT_NO_SCAN });
+        let keep = opts.keep_resident.unwrap_or(if scan {
+            KEEP_RESIDENT_SCAN
+        } else {
+            KEEP_RESIDENT_NO_SCAN
+        });
         p.linear_memory_keep_resident(keep);
         p.table_keep_resident(if scan { 64 << 10 } else { 16 << 10 });
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
@@ -153,11 +164,17 @@ impl Runtime {
                         "pooling allocator unavailable (address space could not be reserved); \
                          falling back to on-demand instance allocation"
                     );
-                    (Engine::new(&config(&opts, false, false)).map_err(internal)?, false)
+                    (
+                        Engine::new(&config(&opts, false, false)).map_err(internal)?,
+                        false,
+                    )
                 }
             }
         } else {
-            (Engine::new(&config(&opts, false, false)).map_err(internal)?, false)
+            (
+                Engine::new(&config(&opts, false, false)).map_err(internal)?,
+                false,
+            )
         };
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -166,7 +183,8 @@ impl Runtime {
         // wasi:http plus wasi:cli & co., as `wasmtime serve -Scli` links them.
         let mut http_linker = wasmtime::component::Linker::<HttpState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(internal)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(internal)?;
 
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -238,9 +256,19 @@ impl Runtime {
             Abi::Command => self.engine.precompile_module(wasm),
             Abi::Http => self.engine.precompile_component(wasm),
         }
-        .map_err(|e| Error::Invalid(format!("invalid WebAssembly {}: {}", what(abi), root_cause(&e))))?;
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "invalid WebAssembly {}: {}",
+                what(abi),
+                root_cause(&e)
+            ))
+        })?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        Ok(Compiled { abi, artifact, compile_time: start.elapsed() })
+        Ok(Compiled {
+            abi,
+            artifact,
+            compile_time: start.elapsed(),
+        })
     }
 
     /// Map a precompiled artifact written by [`Runtime::compile`] and link it.
@@ -257,13 +285,17 @@ impl Runtime {
         match kind {
             Some(Precompiled::Component) => {
                 // SAFETY: as above.
-                let c = unsafe { wasmtime::component::Component::deserialize_file(&self.engine, artifact) }
-                    .map_err(|e| Error::Internal(format!("loading {}: {e:#}", artifact.display())))?;
+                let c = unsafe {
+                    wasmtime::component::Component::deserialize_file(&self.engine, artifact)
+                }
+                .map_err(|e| Error::Internal(format!("loading {}: {e:#}", artifact.display())))?;
                 self.link_component(c)
             }
             _ => {
-                let module = unsafe { Module::deserialize_file(&self.engine, artifact) }
-                    .map_err(|e| Error::Internal(format!("loading {}: {e:#}", artifact.display())))?;
+                let module =
+                    unsafe { Module::deserialize_file(&self.engine, artifact) }.map_err(|e| {
+                        Error::Internal(format!("loading {}: {e:#}", artifact.display()))
+                    })?;
                 self.link(module)
             }
         }
@@ -275,13 +307,17 @@ impl Runtime {
         self.compilations.fetch_add(1, Ordering::Relaxed);
         match abi {
             Abi::Command => {
-                let module = Module::from_binary(&self.engine, wasm)
-                    .map_err(|e| Error::Invalid(format!("invalid WebAssembly module: {}", root_cause(&e))))?;
+                let module = Module::from_binary(&self.engine, wasm).map_err(|e| {
+                    Error::Invalid(format!("invalid WebAssembly module: {}", root_cause(&e)))
+                })?;
                 self.link(module)
             }
             Abi::Http => {
-                let c = wasmtime::component::Component::from_binary(&self.engine, wasm)
-                    .map_err(|e| Error::Invalid(format!("invalid WebAssembly component: {}", root_cause(&e))))?;
+                let c = wasmtime::component::Component::from_binary(&self.engine, wasm).map_err(
+                    |e| {
+                        Error::Invalid(format!("invalid WebAssembly component: {}", root_cause(&e)))
+                    },
+                )?;
                 self.link_component(c)
             }
         }
@@ -372,9 +408,15 @@ fn detect_abi(wasm: &[u8]) -> Result<Abi> {
             "not a WebAssembly binary (missing the \\0asm magic header)".into(),
         ));
     }
-    match (wasm[4..6] == [1, 0], wasm[6..8] == [0, 0], wasm[6..8] == [1, 0]) {
+    match (
+        wasm[4..6] == [1, 0],
+        wasm[6..8] == [0, 0],
+        wasm[6..8] == [1, 0],
+    ) {
         (true, true, _) => Ok(Abi::Command),
         (_, _, true) => Ok(Abi::Http),
-        _ => Err(Error::Invalid("unsupported WebAssembly binary version".into())),
+        _ => Err(Error::Invalid(
+            "unsupported WebAssembly binary version".into(),
+        )),
     }
 }

@@ -20,8 +20,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::ResourceTable;
 use wasmtime::Store;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -64,13 +64,20 @@ pub struct HttpState {
 
 impl WasiView for HttpState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HttpState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -107,24 +114,37 @@ impl WasiHttpHooks for Outbound {
         let uri = request.uri().clone();
         let scheme = uri.scheme_str().unwrap_or("http").to_string();
         let host = uri.host().unwrap_or("").to_string();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         if !self.allow.allows(&scheme, &host, port) {
-            note(&self.log, format!(
-                "[wisp] outbound request to {scheme}://{host}:{port} denied: not in allowed_outbound_hosts\n"
-            ));
+            note(
+                &self.log,
+                format!(
+                    "[wisp] outbound request to {scheme}://{host}:{port} denied: not in allowed_outbound_hosts\n"
+                ),
+            );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let pool = self.pool.clone();
         let log = self.log.clone();
         Box::new(async move {
-            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> = Box::new(async { Ok(()) });
+            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(async { Ok(()) });
             if scheme == "https" {
                 // TLS: a fresh connection through wasmtime-wasi-http's default client.
                 let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                return Ok((resp.map(|b| b.boxed_unsync()), Box::new(io) as Box<dyn Future<Output = _> + Send>));
+                return Ok((
+                    resp.map(|b| b.boxed_unsync()),
+                    Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                ));
             }
-            let connect = options.and_then(|o| o.connect_timeout).unwrap_or(Duration::from_secs(10));
-            let first_byte = options.and_then(|o| o.first_byte_timeout).unwrap_or(Duration::from_secs(600));
+            let connect = options
+                .and_then(|o| o.connect_timeout)
+                .unwrap_or(Duration::from_secs(10));
+            let first_byte = options
+                .and_then(|o| o.first_byte_timeout)
+                .unwrap_or(Duration::from_secs(600));
             let fut = pool.request(request);
             let resp = match tokio::time::timeout(connect.max(first_byte), fut).await {
                 Err(_) => return Err(wasmtime_wasi_http::Error::ConnectionTimeout),
@@ -134,7 +154,10 @@ impl WasiHttpHooks for Outbound {
                     } else {
                         wasmtime_wasi_http::Error::HttpProtocolError
                     };
-                    note(&log, format!("[wisp] outbound request to {uri} failed: {e}\n"));
+                    note(
+                        &log,
+                        format!("[wisp] outbound request to {uri} failed: {e}\n"),
+                    );
                     return Err(code);
                 }
                 Ok(Ok(r)) => r,
@@ -256,7 +279,9 @@ impl Drop for Finish {
     fn drop(&mut self) {
         if let Some(c) = self.done.take() {
             c.finish(HttpDone {
-                result: Err(RunError::Internal("the instance task was cancelled (server shutting down)".into())),
+                result: Err(RunError::Internal(
+                    "the instance task was cancelled (server shutting down)".into(),
+                )),
                 log: Bytes::new(),
                 log_truncated: false,
                 run: self.t0.elapsed(),
@@ -289,7 +314,11 @@ impl Runtime {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: Outbound { allow: inv.allow, pool: self.pool.clone(), log: log.clone() },
+            hooks: Outbound {
+                allow: inv.allow,
+                pool: self.pool.clone(),
+                log: log.clone(),
+            },
             limiter: Limiter::for_component(inv.limits.memory_bytes as usize),
         };
         let mut store = Store::new(&self.engine, state);
@@ -302,8 +331,12 @@ impl Runtime {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (wreq, out) = {
             let mut h = store.data_mut().http();
-            let wreq = h.new_incoming_request(Scheme::Http, req).map_err(|e| RunError::Internal(format!("{e:#}")))?;
-            let out = h.new_response_outparam(tx).map_err(|e| RunError::Internal(format!("{e:#}")))?;
+            let wreq = h
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| RunError::Internal(format!("{e:#}")))?;
+            let out = h
+                .new_response_outparam(tx)
+                .map_err(|e| RunError::Internal(format!("{e:#}")))?;
             (wreq, out)
         };
 
@@ -311,12 +344,21 @@ impl Runtime {
         let limits = inv.limits.clone();
         let (inst_tx, inst_rx) = tokio::sync::oneshot::channel::<Duration>();
         let done = Completion::new();
-        let finish = Finish { done: Some(Completion(done.0.clone())), t0 };
+        let finish = Finish {
+            done: Some(Completion(done.0.clone())),
+            t0,
+        };
         let task = async move {
             let run = async {
-                let proxy = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(instantiate_error)?;
                 let _ = inst_tx.send(t0.elapsed());
-                Ok(proxy.wasi_http_incoming_handler().call_handle(&mut store, wreq, out).await)
+                Ok(proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, wreq, out)
+                    .await)
             };
             let outcome = tokio::time::timeout_at(deadline.into(), run).await;
             let denied = store.data().limiter.denied;
@@ -328,7 +370,12 @@ impl Runtime {
                 Ok(Ok(Err(e))) => classify(e, &limits, denied),
             };
             let (log, log_truncated) = log.take();
-            finish.complete(HttpDone { result, log, log_truncated, run: t0.elapsed() });
+            finish.complete(HttpDone {
+                result,
+                log,
+                log_truncated,
+                run: t0.elapsed(),
+            });
         };
         match guests {
             Some(rt) => drop(rt.spawn(task)),
@@ -340,20 +387,31 @@ impl Runtime {
                 let instantiate = inst_rx.await.unwrap_or_default();
                 let max = inv.limits.max_response_bytes as usize;
                 let resp = resp.map(|b: HyperOutgoingBody| {
-                    http_body_util::Limited::new(b.map_err(|e| Box::new(e) as BoxError), max).boxed_unsync()
+                    http_body_util::Limited::new(b.map_err(|e| Box::new(e) as BoxError), max)
+                        .boxed_unsync()
                 });
-                Ok(HttpOutput { response: resp, done, instantiate })
+                Ok(HttpOutput {
+                    response: resp,
+                    done,
+                    instantiate,
+                })
             }
             Ok(Err(code)) => {
                 let _ = done.wait().await;
-                Err(RunError::Trap(format!("the component answered with an error: {code:?}"), None))
+                Err(RunError::Trap(
+                    format!("the component answered with an error: {code:?}"),
+                    None,
+                ))
             }
             Err(_) => {
                 // The outparam was dropped without a response: see why.
                 let d = done.wait().await;
                 match d.result {
                     Err(e) => Err(e.with_log(d.log, d.log_truncated)),
-                    Ok(()) => Err(RunError::Trap("the component returned without setting a response".into(), None)),
+                    Ok(()) => Err(RunError::Trap(
+                        "the component returned without setting a response".into(),
+                        None,
+                    )),
                 }
             }
         }

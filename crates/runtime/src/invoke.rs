@@ -29,23 +29,41 @@ pub(crate) struct Limiter {
 impl Limiter {
     /// For a core module.
     pub(crate) fn new(memory_bytes: usize) -> Limiter {
-        Limiter { memory_bytes, objects: 1, denied: None }
+        Limiter {
+            memory_bytes,
+            objects: 1,
+            denied: None,
+        }
     }
     /// For a component.
     pub(crate) fn for_component(memory_bytes: usize) -> Limiter {
-        Limiter { memory_bytes, objects: 64, denied: None }
+        Limiter {
+            memory_bytes,
+            objects: 64,
+            denied: None,
+        }
     }
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.denied = Some(desired);
             return Ok(false);
         }
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
     fn instances(&self) -> usize {
@@ -138,9 +156,10 @@ impl RunError {
     /// The guest's output, if it produced any before failing.
     pub fn output(&self) -> Option<&Output> {
         match self {
-            RunError::Timeout(_, o) | RunError::Trap(_, o) | RunError::Exit(_, o) | RunError::ResponseTooLarge(_, o) => {
-                o.as_deref()
-            }
+            RunError::Timeout(_, o)
+            | RunError::Trap(_, o)
+            | RunError::Exit(_, o)
+            | RunError::ResponseTooLarge(_, o) => o.as_deref(),
             _ => None,
         }
     }
@@ -149,9 +168,14 @@ impl RunError {
 /// Preopen the granted directories.
 pub(crate) fn preopen(b: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result<(), RunError> {
     for d in dirs {
-        let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-        b.preopened_dir(&d.host, &d.guest, perms)
-            .map_err(|e| RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host)))?;
+        let perms = if d.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
+            RunError::Internal(format!("granted dir {} is not usable: {e:#}", d.host))
+        })?;
     }
     Ok(())
 }
@@ -161,13 +185,19 @@ pub(crate) fn preopen(b: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result<(), R
 pub(crate) fn arm_deadline<T: 'static>(store: &mut Store<T>, deadline: Instant) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
     });
 }
 
 /// Why instantiation failed.
 pub(crate) fn instantiate_error(e: wasmtime::Error) -> RunError {
-    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         RunError::PoolExhausted(format!("{e}"))
     } else {
         RunError::Internal(format!("instantiation failed: {e:#}"))
@@ -177,9 +207,17 @@ pub(crate) fn instantiate_error(e: wasmtime::Error) -> RunError {
 /// What an error out of guest code means. `exit(0)` is not a failure.
 /// `denied` is the memory size the limiter refused, if any: a trap after a
 /// refused grow is reported as out of memory.
-pub(crate) fn classify(e: wasmtime::Error, limits: &Limits, denied: Option<usize>) -> Result<(), RunError> {
+pub(crate) fn classify(
+    e: wasmtime::Error,
+    limits: &Limits,
+    denied: Option<usize>,
+) -> Result<(), RunError> {
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
-        return if exit.0 == 0 { Ok(()) } else { Err(RunError::Exit(exit.0, None)) };
+        return if exit.0 == 0 {
+            Ok(())
+        } else {
+            Err(RunError::Exit(exit.0, None))
+        };
     }
     Err(match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => RunError::Timeout(limits.timeout(), None),
@@ -204,7 +242,9 @@ impl Runtime {
     /// Cancellation-safe: dropping the future drops the store and instance.
     pub async fn invoke(&self, loaded: &Loaded, inv: Invocation<'_>) -> Result<Output, RunError> {
         let Loaded::Command(pre) = loaded else {
-            return Err(RunError::Internal("this function is a wasi:http component, not a command module".into()));
+            return Err(RunError::Internal(
+                "this function is a wasi:http component, not a command module".into(),
+            ));
         };
         let t0 = Instant::now();
         let deadline = t0 + inv.limits.timeout();
@@ -228,7 +268,10 @@ impl Runtime {
 
         let limits = inv.limits;
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(instantiate_error)?;
             let t_inst = t0.elapsed();
             let start = instance
                 .get_typed_func::<(), ()>(&mut store, "_start")
@@ -244,7 +287,13 @@ impl Runtime {
             let (out, overflow) = stdout.take();
             let (err, truncated) = stderr.take();
             (
-                Output { stdout: out, stderr: err, stderr_truncated: truncated, instantiate: inst, run: t0.elapsed().saturating_sub(inst) },
+                Output {
+                    stdout: out,
+                    stderr: err,
+                    stderr_truncated: truncated,
+                    instantiate: inst,
+                    run: t0.elapsed().saturating_sub(inst),
+                },
                 overflow,
             )
         };
@@ -257,7 +306,9 @@ impl Runtime {
             Ok(Ok((inst, result))) => {
                 let (o, overflow) = collect(inst);
                 if overflow {
-                    return Err(RunError::ResponseTooLarge(limits.max_response_bytes, None).with_output(o));
+                    return Err(
+                        RunError::ResponseTooLarge(limits.max_response_bytes, None).with_output(o)
+                    );
                 }
                 match result.map_err(|e| classify(e, limits, denied)) {
                     Ok(()) | Err(Ok(())) => Ok(o),

@@ -24,7 +24,9 @@ mod pipe;
 
 pub use cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
 pub use engine::{Compiled, EngineOptions, Loaded, Runtime};
-pub use http::{BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody};
+pub use http::{
+    BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody,
+};
 pub use invoke::{Invocation, Output, RunError};
 
 /// Errors of compile and load.

@@ -31,7 +31,11 @@ pub(crate) struct CappedPipe {
 
 impl CappedPipe {
     pub(crate) fn new(cap: usize, close_on_overflow: bool) -> Self {
-        CappedPipe { cap, close_on_overflow, inner: Arc::new(Mutex::new(Inner::default())) }
+        CappedPipe {
+            cap,
+            close_on_overflow,
+            inner: Arc::new(Mutex::new(Inner::default())),
+        }
     }
 
     /// Bytes written so far and whether the cap was hit.
@@ -87,7 +91,11 @@ impl Pollable for CappedPipe {
 }
 
 impl AsyncWrite for CappedPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.closed() {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }

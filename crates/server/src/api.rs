@@ -23,8 +23,11 @@ pub(crate) async fn auth(State(st): S, req: Request, next: Next) -> Response {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !ct_eq(given.as_bytes(), token.as_bytes()) {
-            return ApiError::new(ErrorKind::Unauthorized, "missing or wrong bearer token (Authorization: Bearer <token>)")
-                .into_response();
+            return ApiError::new(
+                ErrorKind::Unauthorized,
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+            )
+            .into_response();
         }
     }
     next.run(req).await
@@ -42,33 +45,76 @@ pub(crate) async fn healthz() -> &'static str {
 }
 
 pub(crate) async fn metrics(State(st): S) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.exec.render_metrics()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.exec.render_metrics(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::new(ErrorKind::NotFound, "no such route; see /v1/functions and /fn/{name}")
+    ApiError::new(
+        ErrorKind::NotFound,
+        "no such route; see /v1/functions and /fn/{name}",
+    )
 }
 
 /// `PUT /v1/functions/{name}`: `application/wasm` body (default config) or
 /// `multipart/form-data` with parts `module` and `config` (JSON).
-pub(crate) async fn deploy(State(st): S, Path(name): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+pub(crate) async fn deploy(
+    State(st): S,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let (wasm, config) = if ctype.starts_with("multipart/form-data") {
-        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| bad(format!("bad multipart body: {e}")))?;
+        let mut mp = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| bad(format!("bad multipart body: {e}")))?;
         let mut wasm = None;
         let mut config = FunctionConfig::default();
-        while let Some(field) = mp.next_field().await.map_err(|e| bad(format!("bad multipart body: {e}")))? {
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(|e| bad(format!("bad multipart body: {e}")))?
+        {
             match field.name().unwrap_or("") {
-                "module" => wasm = Some(field.bytes().await.map_err(|e| bad(format!("reading module part: {e}")))?),
-                "config" => {
-                    let b = field.bytes().await.map_err(|e| bad(format!("reading config part: {e}")))?;
-                    config = serde_json::from_slice(&b).map_err(|e| bad(format!("invalid config JSON: {e}")))?;
+                "module" => {
+                    wasm = Some(
+                        field
+                            .bytes()
+                            .await
+                            .map_err(|e| bad(format!("reading module part: {e}")))?,
+                    )
                 }
-                other => return Err(bad(format!("unexpected multipart part {other:?}; expected `module` and `config`"))),
+                "config" => {
+                    let b = field
+                        .bytes()
+                        .await
+                        .map_err(|e| bad(format!("reading config part: {e}")))?;
+                    config = serde_json::from_slice(&b)
+                        .map_err(|e| bad(format!("invalid config JSON: {e}")))?;
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unexpected multipart part {other:?}; expected `module` and `config`"
+                    )));
+                }
             }
         }
-        (wasm.ok_or_else(|| bad("multipart body has no `module` part"))?, config)
-    } else if ctype.is_empty() || ctype.starts_with("application/wasm") || ctype.starts_with("application/octet-stream") {
+        (
+            wasm.ok_or_else(|| bad("multipart body has no `module` part"))?,
+            config,
+        )
+    } else if ctype.is_empty()
+        || ctype.starts_with("application/wasm")
+        || ctype.starts_with("application/octet-stream")
+    {
         let b = Bytes::from_request(req, &()).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorKind::PayloadTooLarge, "module too large")
@@ -86,7 +132,11 @@ pub(crate) async fn deploy(State(st): S, Path(name): Path<String>, req: Request)
         return Err(bad("empty module"));
     }
     let d = st.exec.deploy(&name, wasm, config).await?;
-    let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if d.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut body = serde_json::to_value(&d.version).expect("serializes");
     body["created"] = d.created.into();
     body["compiled"] = d.compiled.into();
@@ -102,7 +152,10 @@ pub(crate) async fn list_functions(State(st): S) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({ "functions": fns })).into_response())
 }
 
-pub(crate) async fn get_function(State(st): S, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn get_function(
+    State(st): S,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     match st.exec.info(&name).await? {
         Some(f) => {
             let mut v = serde_json::to_value(&f).expect("serializes");
@@ -111,15 +164,24 @@ pub(crate) async fn get_function(State(st): S, Path(name): Path<String>) -> Resu
             }
             Ok(Json(v).into_response())
         }
-        None => Err(ApiError::new(ErrorKind::NotFound, format!("function {name:?} not found"))),
+        None => Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("function {name:?} not found"),
+        )),
     }
 }
 
-pub(crate) async fn delete_function(State(st): S, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn delete_function(
+    State(st): S,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     if st.exec.remove(&name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::new(ErrorKind::NotFound, format!("function {name:?} not found")))
+        Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("function {name:?} not found"),
+        ))
     }
 }
 
@@ -128,7 +190,11 @@ pub(crate) struct RollbackQuery {
     version: Option<u32>,
 }
 
-pub(crate) async fn rollback(State(st): S, Path(name): Path<String>, Query(q): Query<RollbackQuery>) -> Result<Response, ApiError> {
+pub(crate) async fn rollback(
+    State(st): S,
+    Path(name): Path<String>,
+    Query(q): Query<RollbackQuery>,
+) -> Result<Response, ApiError> {
     let v = st.exec.rollback(&name, q.version).await?;
     Ok(Json(v).into_response())
 }
@@ -139,7 +205,10 @@ pub(crate) struct ActivationsQuery {
     limit: Option<u32>,
 }
 
-pub(crate) async fn list_activations(State(st): S, Query(q): Query<ActivationsQuery>) -> Result<Response, ApiError> {
+pub(crate) async fn list_activations(
+    State(st): S,
+    Query(q): Query<ActivationsQuery>,
+) -> Result<Response, ApiError> {
     // Make "I just invoked it" visible in the listing.
     st.exec.flush().await;
     let limit = q.limit.unwrap_or(50).min(10_000);
@@ -147,10 +216,17 @@ pub(crate) async fn list_activations(State(st): S, Query(q): Query<ActivationsQu
     Ok(Json(serde_json::json!({ "activations": acts })).into_response())
 }
 
-pub(crate) async fn get_activation(State(st): S, Path(id): Path<String>, _h: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn get_activation(
+    State(st): S,
+    Path(id): Path<String>,
+    _h: HeaderMap,
+) -> Result<Response, ApiError> {
     st.exec.flush().await;
     match st.exec.activation(id.clone()).await? {
         Some(a) => Ok(Json(a).into_response()),
-        None => Err(ApiError::new(ErrorKind::NotFound, format!("activation {id:?} not found"))),
+        None => Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("activation {id:?} not found"),
+        )),
     }
 }

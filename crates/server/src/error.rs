@@ -12,7 +12,12 @@ pub struct ApiError(pub wisp_executor::Error);
 impl ApiError {
     /// Build from a kind and message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
-        ApiError(wisp_executor::Error { kind, message: message.into(), activation_id: None, retry_after: None })
+        ApiError(wisp_executor::Error {
+            kind,
+            message: message.into(),
+            activation_id: None,
+            retry_after: None,
+        })
     }
 }
 
@@ -25,14 +30,19 @@ impl From<wisp_executor::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if e.kind == ErrorKind::Internal {
             tracing::error!(message = %e.message, "internal error");
         }
         let body = serde_json::json!({ "error": { "code": e.kind.code(), "message": e.message } });
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
-        if let Some(id) = e.activation_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+        if let Some(id) = e
+            .activation_id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
             h.insert("wisp-activation-id", id);
         }
         if let Some(secs) = e.retry_after {

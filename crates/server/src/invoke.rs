@@ -16,7 +16,9 @@ pub(crate) async fn invoke_root(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    run(st, name, String::new(), req).await.unwrap_or_else(|e| e.into_response())
+    run(st, name, String::new(), req)
+        .await
+        .unwrap_or_else(|e| e.into_response())
 }
 
 pub(crate) async fn invoke_path(
@@ -27,7 +29,9 @@ pub(crate) async fn invoke_path(
     let mut p = String::with_capacity(path.len() + 1);
     p.push('/');
     p.push_str(&path);
-    run(st, name, p, req).await.unwrap_or_else(|e| e.into_response())
+    run(st, name, p, req)
+        .await
+        .unwrap_or_else(|e| e.into_response())
 }
 
 async fn run(
@@ -43,26 +47,47 @@ async fn run(
         .unwrap_or_default();
     let Some(h) = st.exec.get(&name) else {
         st.exec.metrics().error(ErrorKind::NotFound);
-        return Err(ApiError::new(ErrorKind::NotFound, format!("function {name:?} not found")));
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("function {name:?} not found"),
+        ));
     };
     let max = h.version().config.limits.max_body_bytes;
     let (parts, body) = req.into_parts();
     let too_large = || {
         st.exec.metrics().error(ErrorKind::PayloadTooLarge);
-        ApiError::new(ErrorKind::PayloadTooLarge, format!("request body exceeds the function's {max}-byte limit"))
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("request body exceeds the function's {max}-byte limit"),
+        )
     };
-    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-        && len > max {
-            return Err(too_large());
-        }
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > max
+    {
+        return Err(too_large());
+    }
     let body = if h.version().abi == Abi::Http {
         // Streamed into the component; the limit applies as it flows.
         RequestBody::Stream(Limited::new(body, max as usize).boxed_unsync())
     } else {
         match Limited::new(body, max as usize).collect().await {
             Ok(c) => RequestBody::Full(c.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
-            Err(e) => return Err(ApiError::new(ErrorKind::BadRequest, format!("reading request body: {e}"))),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(too_large());
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("reading request body: {e}"),
+                ));
+            }
         }
     };
     let request = wisp_executor::Request {
@@ -85,17 +110,28 @@ async fn run(
     let hs = resp.headers_mut();
     *hs = r.headers;
     // Framing is the server's business, not the guest's.
-    for name in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION, header::UPGRADE] {
+    for name in [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::UPGRADE,
+    ] {
         hs.remove(name);
     }
     hs.remove("keep-alive");
     if !hs.contains_key(header::CONTENT_TYPE) && h.version().abi == Abi::Command {
-        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
     }
     if let Ok(v) = HeaderValue::from_str(&r.activation_id) {
         hs.insert("wisp-activation-id", v);
     }
-    hs.insert("wisp-cold", HeaderValue::from_static(if r.cold { "true" } else { "false" }));
+    hs.insert(
+        "wisp-cold",
+        HeaderValue::from_static(if r.cold { "true" } else { "false" }),
+    );
     let timing = format!(
         "wait;dur={:.3}, init;dur={:.3}, run;dur={:.3}",
         r.wait.as_secs_f64() * 1e3,

@@ -34,13 +34,21 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max_module = state.exec.options().max_module_bytes;
     let v1 = Router::new()
         .route("/functions", get(api::list_functions))
-        .route("/functions/{name}", put(api::deploy).get(api::get_function).delete(api::delete_function))
+        .route(
+            "/functions/{name}",
+            put(api::deploy)
+                .get(api::get_function)
+                .delete(api::delete_function),
+        )
         .route("/functions/{name}/rollback", post(api::rollback))
         .route("/activations", get(api::list_activations))
         .route("/activations/{id}", get(api::get_activation))
         // Multipart framing and the config part on top of the module.
         .layer(DefaultBodyLimit::max(max_module + (1 << 20)))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::auth));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::auth,
+        ));
     Router::new()
         .nest("/v1", v1)
         .route("/fn/{name}", any(invoke::invoke_root))
@@ -66,7 +74,10 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

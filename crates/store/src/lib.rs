@@ -104,7 +104,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 const SCHEMA: &str = r#"
@@ -149,7 +152,8 @@ CREATE INDEX IF NOT EXISTS activations_by_function ON activations(function, seq)
 impl Store {
     /// Open (creating if needed) the store at `home`.
     pub fn open(home: &Path) -> Result<Store> {
-        fs::create_dir_all(home.join("blobs/sha256")).map_err(io(format!("creating {}", home.display())))?;
+        fs::create_dir_all(home.join("blobs/sha256"))
+            .map_err(io(format!("creating {}", home.display())))?;
         fs::create_dir_all(home.join("compiled")).map_err(io("creating compiled/"))?;
         let conn = Connection::open(home.join("wisp.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -161,7 +165,11 @@ impl Store {
         let acts = Connection::open(home.join("wisp.db"))?;
         acts.busy_timeout(std::time::Duration::from_secs(5))?;
         acts.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(Store { home: home.to_path_buf(), db: Mutex::new(conn), acts: Mutex::new(acts) })
+        Ok(Store {
+            home: home.to_path_buf(),
+            db: Mutex::new(conn),
+            acts: Mutex::new(acts),
+        })
     }
 
     /// The home directory.
@@ -176,7 +184,10 @@ impl Store {
 
     /// Path of a compiled artifact for an engine fingerprint.
     pub fn artifact_path(&self, fingerprint: &str, digest_hex: &str) -> PathBuf {
-        self.home.join("compiled").join(fingerprint).join(format!("{digest_hex}.cwasm"))
+        self.home
+            .join("compiled")
+            .join(fingerprint)
+            .join(format!("{digest_hex}.cwasm"))
     }
 
     /// Store module bytes content-addressed; returns the hex digest.
@@ -204,7 +215,12 @@ impl Store {
     }
 
     /// Store a compiled artifact atomically; returns its path.
-    pub fn put_artifact(&self, fingerprint: &str, digest_hex: &str, bytes: &[u8]) -> Result<PathBuf> {
+    pub fn put_artifact(
+        &self,
+        fingerprint: &str,
+        digest_hex: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf> {
         let path = self.artifact_path(fingerprint, digest_hex);
         atomic_write(&path, bytes)?;
         Ok(path)
@@ -218,9 +234,14 @@ impl Store {
         let digest = wisp_core::digest_string(v.digest_hex);
         let config_json = serde_json::to_string(v.config).expect("config serializes");
         if let Some(active) = active_version(&tx, v.name)?
-            && active.digest == digest && &active.config == v.config {
-                return Ok(Deployed { version: active, created: false });
-            }
+            && active.digest == digest
+            && &active.config == v.config
+        {
+            return Ok(Deployed {
+                version: active,
+                created: false,
+            });
+        }
         let next: u32 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
             [v.name],
@@ -239,7 +260,10 @@ impl Store {
         )?;
         let version = get_version(&tx, v.name, next)?.expect("just inserted");
         tx.commit()?;
-        Ok(Deployed { version, created: true })
+        Ok(Deployed {
+            version,
+            created: true,
+        })
     }
 
     /// The function with its active version.
@@ -295,7 +319,10 @@ impl Store {
                     .optional()?
                     .flatten();
                 let prev = prev.ok_or_else(|| {
-                    Error::Conflict(format!("function {name:?} has no version before {}", active.version))
+                    Error::Conflict(format!(
+                        "function {name:?} has no version before {}",
+                        active.version
+                    ))
                 })?;
                 get_version(&tx, name, prev)?.expect("exists")
             }
@@ -319,8 +346,20 @@ impl Store {
             )?;
             for a in batch {
                 st.execute(params![
-                    a.id, a.function, a.version, a.start_ms, a.wait_us as i64, a.init_us as i64, a.run_us as i64,
-                    a.status.as_str(), a.http_status, a.cold, a.bytes_in as i64, a.bytes_out as i64, a.error, a.log
+                    a.id,
+                    a.function,
+                    a.version,
+                    a.start_ms,
+                    a.wait_us as i64,
+                    a.init_us as i64,
+                    a.run_us as i64,
+                    a.status.as_str(),
+                    a.http_status,
+                    a.cold,
+                    a.bytes_in as i64,
+                    a.bytes_out as i64,
+                    a.error,
+                    a.log
                 ])?;
             }
         }
@@ -376,14 +415,20 @@ impl Store {
             }
         }
         let compiled = self.home.join("compiled");
-        for fpdir in fs::read_dir(&compiled).map_err(io("listing compiled"))?.flatten() {
+        for fpdir in fs::read_dir(&compiled)
+            .map_err(io("listing compiled"))?
+            .flatten()
+        {
             if fpdir.file_name().to_string_lossy() != fingerprint {
                 if fs::remove_dir_all(fpdir.path()).is_ok() {
                     removed += 1;
                 }
                 continue;
             }
-            for e in fs::read_dir(fpdir.path()).map_err(io("listing artifacts"))?.flatten() {
+            for e in fs::read_dir(fpdir.path())
+                .map_err(io("listing artifacts"))?
+                .flatten()
+            {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let digest = name.strip_suffix(".cwasm").unwrap_or("");
                 if !live.contains(digest) && fs::remove_file(e.path()).is_ok() {
@@ -432,22 +477,28 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
             },
         )
         .optional()?;
-    Ok(row.map(|(digest, abi, config, ws, cs, cms, created)| FunctionVersion {
-        name: name.to_string(),
-        version,
-        digest,
-        abi: Abi::parse(&abi).unwrap_or(Abi::Command),
-        config: serde_json::from_str(&config).unwrap_or_default(),
-        wasm_size: ws as u64,
-        compiled_size: cs as u64,
-        compile_ms: cms,
-        created_ms: created,
-    }))
+    Ok(row.map(
+        |(digest, abi, config, ws, cs, cms, created)| FunctionVersion {
+            name: name.to_string(),
+            version,
+            digest,
+            abi: Abi::parse(&abi).unwrap_or(Abi::Command),
+            config: serde_json::from_str(&config).unwrap_or_default(),
+            wasm_size: ws as u64,
+            compiled_size: cs as u64,
+            compile_ms: cms,
+            created_ms: created,
+        },
+    ))
 }
 
 fn active_version(db: &Connection, name: &str) -> Result<Option<FunctionVersion>> {
     let v: Option<u32> = db
-        .query_row("SELECT active_version FROM functions WHERE name = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT active_version FROM functions WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .optional()?;
     match v {
         Some(v) => get_version(db, name, v),
@@ -456,10 +507,19 @@ fn active_version(db: &Connection, name: &str) -> Result<Option<FunctionVersion>
 }
 
 fn function_info(db: &Connection, name: &str) -> Result<Option<FunctionInfo>> {
-    let Some(active) = active_version(db, name)? else { return Ok(None) };
-    let mut st = db.prepare_cached("SELECT version FROM versions WHERE name = ?1 ORDER BY version")?;
-    let versions = st.query_map([name], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(Some(FunctionInfo { name: name.to_string(), active, versions }))
+    let Some(active) = active_version(db, name)? else {
+        return Ok(None);
+    };
+    let mut st =
+        db.prepare_cached("SELECT version FROM versions WHERE name = ?1 ORDER BY version")?;
+    let versions = st
+        .query_map([name], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(FunctionInfo {
+        name: name.to_string(),
+        active,
+        versions,
+    }))
 }
 
 /// Write `bytes` to `path` atomically: temp file in the same directory,
@@ -481,7 +541,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        Error::Io { context: format!("writing {}", path.display()), source: e }
+        Error::Io {
+            context: format!("writing {}", path.display()),
+            source: e,
+        }
     })
 }
 
@@ -490,7 +553,15 @@ mod tests {
     use super::*;
 
     fn nv<'a>(name: &'a str, digest: &'a str, config: &'a FunctionConfig) -> NewVersion<'a> {
-        NewVersion { name, digest_hex: digest, abi: Abi::Command, config, wasm_size: 10, compiled_size: 20, compile_ms: 1.5 }
+        NewVersion {
+            name,
+            digest_hex: digest,
+            abi: Abi::Command,
+            config,
+            wasm_size: 10,
+            compiled_size: 20,
+            compile_ms: 1.5,
+        }
     }
 
     #[test]
@@ -509,14 +580,20 @@ mod tests {
         let mut c2 = c.clone();
         c2.env.insert("K".into(), "V".into());
         let d3 = s.create_version(nv("f", "bb", &c2)).unwrap();
-        assert_eq!(d3.version.version, 3, "same bytes, new config is a new version");
+        assert_eq!(
+            d3.version.version, 3,
+            "same bytes, new config is a new version"
+        );
         let back = s.rollback("f", None).unwrap();
         assert_eq!(back.version, 2);
         assert_eq!(s.get_function("f").unwrap().unwrap().active.version, 2);
         assert_eq!(s.rollback("f", Some(1)).unwrap().digest, "sha256:aa");
         assert!(matches!(s.rollback("f", None), Err(Error::Conflict(_))));
         assert!(matches!(s.rollback("nope", None), Err(Error::NotFound(_))));
-        assert_eq!(s.get_function("f").unwrap().unwrap().versions, vec![1, 2, 3]);
+        assert_eq!(
+            s.get_function("f").unwrap().unwrap().versions,
+            vec![1, 2, 3]
+        );
         assert!(s.delete_function("f").unwrap());
         assert!(!s.delete_function("f").unwrap());
         assert!(s.get_function("f").unwrap().is_none());
@@ -532,7 +609,8 @@ mod tests {
         s.put_artifact("fp1", &h, b"art").unwrap();
         s.put_artifact("old", &h, b"art").unwrap();
         let orphan = s.put_blob(b"orphan").unwrap();
-        s.create_version(nv("f", &h, &FunctionConfig::default())).unwrap();
+        s.create_version(nv("f", &h, &FunctionConfig::default()))
+            .unwrap();
         let removed = s.gc("fp1").unwrap();
         assert_eq!(removed, 2, "orphan blob and the stale fingerprint dir");
         assert!(s.blob_path(&h).exists());
@@ -561,7 +639,9 @@ mod tests {
             error: None,
             log: Some(format!("log {i}")),
         };
-        let batch: Vec<_> = (0..10).map(|i| mk(i, if i % 2 == 0 { "a" } else { "b" })).collect();
+        let batch: Vec<_> = (0..10)
+            .map(|i| mk(i, if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
         s.insert_activations(&batch).unwrap();
         let a = s.list_activations(Some("a"), 100).unwrap();
         assert_eq!(a.len(), 5);

@@ -4,12 +4,12 @@
 //! many native processes and runc containers started at once.
 
 use super::{bench_config, distinct_module, mw, server_timing};
+use crate::Ctx;
 use crate::baseline::{Launcher, cgi_env};
 use crate::http::Http;
 use crate::plot;
 use crate::report::{Section, num, pval, summary_cells, table};
 use crate::stats::{Summary, mean};
-use crate::Ctx;
 use anyhow::Result;
 use serde_json::json;
 use std::process::Stdio;
@@ -32,13 +32,26 @@ async fn spawn_many(l: &Launcher, n: usize) -> Vec<f64> {
                 Launcher::NaiveWasm(m) => {
                     let m = m.clone();
                     let t0 = Instant::now();
-                    tokio::task::spawn_blocking(move || crate::baseline::run_naive_wasm(&m, &env, b"")).await.ok()?.ok()?;
+                    tokio::task::spawn_blocking(move || {
+                        crate::baseline::run_naive_wasm(&m, &env, b"")
+                    })
+                    .await
+                    .ok()?
+                    .ok()?;
                     return Some(t0.elapsed().as_secs_f64() * 1e3);
                 }
             };
             let t0 = Instant::now();
-            let out = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).output().await.ok()?;
-            out.status.success().then(|| t0.elapsed().as_secs_f64() * 1e3)
+            let out = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .await
+                .ok()?;
+            out.status
+                .success()
+                .then(|| t0.elapsed().as_secs_f64() * 1e3)
         }));
     }
     let mut v = Vec::new();
@@ -86,10 +99,18 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     for &i in &levels {
         for k in 0..i {
             // Distinct modules: i different functions, not one under i names.
-            wisp.deploy(&format!("c{i}-{k}"), &distinct_module(&wasm, &format!("c{i}-{k}")), &bench_config()).await?;
+            wisp.deploy(
+                &format!("c{i}-{k}"),
+                &distinct_module(&wasm, &format!("c{i}-{k}")),
+                &bench_config(),
+            )
+            .await?;
         }
         let (mut w, mut nat, mut con) = (vec![], vec![], vec![]);
-        let bar = crate::progress::counter(&format!("cold: {i} at once (restart each time)"), reps as u64);
+        let bar = crate::progress::counter(
+            &format!("cold: {i} at once (restart each time)"),
+            reps as u64,
+        );
         for _ in 0..reps {
             bar.inc();
             wisp.restart()?;
@@ -101,7 +122,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                     let t0 = Instant::now();
                     let r = h.get(&url).await.ok()?;
                     let ms = t0.elapsed().as_secs_f64() * 1e3;
-                    r.status.is_success().then(|| (ms, r.header("wisp-cold") == Some("true"), server_timing(r.header("server-timing"), "init")))
+                    r.status.is_success().then(|| {
+                        (
+                            ms,
+                            r.header("wisp-cold") == Some("true"),
+                            server_timing(r.header("server-timing"), "init"),
+                        )
+                    })
                 }));
             }
             for t in tasks {
@@ -116,7 +143,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             }
             nat.extend(spawn_many(&native, i).await);
             if let Ok(r) = &runc {
-                con.extend(spawn_many(&Launcher::Runc(r.clone(), ctx.native("hello")?.to_path_buf()), i).await);
+                con.extend(
+                    spawn_many(
+                        &Launcher::Runc(r.clone(), ctx.native("hello")?.to_path_buf()),
+                        i,
+                    )
+                    .await,
+                );
             }
         }
         conc.push((i, w, nat, con));
@@ -136,18 +169,33 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          template, so that first request is warm by design ({first_cold} of {n} answered `Wisp-Cold: true`); the deploy time is the cost \
          that moved there. Latencies in ms."
     ));
-    sec.markdown.push_str(&table(&["what", "n", "mean", "median", "p95", "p99", "SD", "CV"], &rows));
+    sec.markdown.push_str(&table(
+        &["what", "n", "mean", "median", "p95", "p99", "SD", "CV"],
+        &rows,
+    ));
     let mut crow = vec![];
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![("Wisp".into(), vec![]), ("native process".into(), vec![]), ("runc container".into(), vec![])];
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![
+        ("Wisp".into(), vec![]),
+        ("native process".into(), vec![]),
+        ("runc container".into(), vec![]),
+    ];
     for (i, w, nat, con) in &conc {
         crow.push(vec![
             i.to_string(),
             num(crate::stats::percentile(w, 50.0)),
             num(w.iter().copied().fold(f64::NAN, f64::max)),
             num(crate::stats::percentile(nat, 50.0)),
-            if runc.is_ok() { num(crate::stats::percentile(con, 50.0)) } else { "not measured".into() },
+            if runc.is_ok() {
+                num(crate::stats::percentile(con, 50.0))
+            } else {
+                "not measured".into()
+            },
             pval(&mw(w, nat)),
-            if runc.is_ok() { pval(&mw(w, con)) } else { "–".into() },
+            if runc.is_ok() {
+                pval(&mw(w, con))
+            } else {
+                "–".into()
+            },
         ]);
         series[0].1.push((*i as f64, mean(w)));
         series[1].1.push((*i as f64, mean(nat)));
@@ -169,23 +217,43 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         num(crate::stats::percentile(&init_ms, 50.0))
     ));
     sec.markdown.push_str(&table(
-        &["i", "Wisp median", "Wisp max", "native median", "container median", "p vs native", "p vs container"],
+        &[
+            "i",
+            "Wisp median",
+            "Wisp max",
+            "native median",
+            "container median",
+            "p vs native",
+            "p vs container",
+        ],
         &crow,
     ));
     sec.plot(
         "cold_concurrency.svg",
-        plot::lines("Cold start vs concurrency", "concurrent cold starts", "mean latency (ms, log)", &series, plot::LineOpts {
-            log_x: true,
-            log_y: true,
-            markers: true,
-            ..Default::default()
-        }),
+        plot::lines(
+            "Cold start vs concurrency",
+            "concurrent cold starts",
+            "mean latency (ms, log)",
+            &series,
+            plot::LineOpts {
+                log_x: true,
+                log_y: true,
+                markers: true,
+                ..Default::default()
+            },
+        ),
         "Mean time to first response of i simultaneous cold starts",
     );
-    let w1 = conc.first().map(|c| crate::stats::percentile(&c.1, 50.0)).unwrap_or(f64::NAN);
+    let w1 = conc
+        .first()
+        .map(|c| crate::stats::percentile(&c.1, 50.0))
+        .unwrap_or(f64::NAN);
     match &runc {
         Ok(_) => {
-            let c1 = conc.first().map(|c| crate::stats::percentile(&c.3, 50.0)).unwrap_or(f64::NAN);
+            let c1 = conc
+                .first()
+                .map(|c| crate::stats::percentile(&c.3, 50.0))
+                .unwrap_or(f64::NAN);
             sec.target(
                 "cold start vs container",
                 "≥ 100× faster than a runc container start",
@@ -193,7 +261,12 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 Some(c1 / w1 >= 100.0),
             );
         }
-        Err(e) => sec.target("cold start vs container", "≥ 100× faster than a runc container start", format!("not measured: {e}"), None),
+        Err(e) => sec.target(
+            "cold start vs container",
+            "≥ 100× faster than a runc container start",
+            format!("not measured: {e}"),
+            None,
+        ),
     }
     sec.json = json!({
         "redeploy": {"runs": n, "deploy_ms": deploy_ms, "first_response_ms": first_ms, "first_cold": first_cold,

@@ -2,11 +2,11 @@
 //! idle functions (each a distinct module, deployed and invoked once).
 
 use super::{bench_config, distinct_module};
+use crate::Ctx;
 use crate::http::Http;
 use crate::plot;
 use crate::report::{Section, bytes, num, table};
 use crate::stats::linear_fit;
-use crate::Ctx;
 use anyhow::Result;
 use serde_json::json;
 use std::time::Duration;
@@ -14,7 +14,11 @@ use std::time::Duration;
 const MIB: f64 = (1u64 << 20) as f64;
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
-    let counts = ctx.opts.memory_counts.clone().unwrap_or(ctx.pick(vec![1, 5, 20], vec![1, 10, 100, 1000]));
+    let counts = ctx
+        .opts
+        .memory_counts
+        .clone()
+        .unwrap_or(ctx.pick(vec![1, 5, 20], vec![1, 10, 100, 1000]));
     let mut sec = Section::new("memory", "Memory per warm idle function");
     let wasm = ctx.wasm("hello")?;
     let wisp = ctx.start_wisp(&[])?;
@@ -24,7 +28,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut points = vec![(0.0, rss0)];
     let mut deployed = 0;
     for &c in &counts {
-        let bar = crate::progress::counter(&format!("memory: deploy + invoke up to {c}"), c.saturating_sub(deployed) as u64);
+        let bar = crate::progress::counter(
+            &format!("memory: deploy + invoke up to {c}"),
+            c.saturating_sub(deployed) as u64,
+        );
         while deployed < c {
             bar.inc();
             let name = format!("m{deployed}");
@@ -50,7 +57,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 format!("{c:.0}"),
                 bytes(*r),
                 bytes(r - rss0),
-                if *c > 0.0 { format!("{} MiB", num((r - rss0) / c / MIB)) } else { "–".into() },
+                if *c > 0.0 {
+                    format!("{} MiB", num((r - rss0) / c / MIB))
+                } else {
+                    "–".into()
+                },
             ]
         })
         .collect();
@@ -61,13 +72,19 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          least-squares fit over the points with n ≥ 1 (the marginal cost of one more warm function; the first one also pays one-off \
          costs such as the first instance and allocator pages).",
     );
-    sec.markdown.push_str(&table(&["warm functions", "RSS", "Δ vs none", "per function"], &rows));
+    sec.markdown.push_str(&table(
+        &["warm functions", "RSS", "Δ vs none", "per function"],
+        &rows,
+    ));
     let slope_mib = slope / MIB;
     sec.markdown.push_str(&table(
         &["platform", "MiB per warm function"],
         &[
             vec!["Wisp (this run, slope over n ≥ 1)".into(), num(slope_mib)],
-            vec!["Wisp (this run, first function incl. one-off costs)".into(), num(first / MIB)],
+            vec![
+                "Wisp (this run, first function incl. one-off costs)".into(),
+                num(first / MIB),
+            ],
             vec!["Wasmtime (paper)".into(), "6.34".into()],
             vec!["Docker (paper)".into(), "22.28".into()],
         ],
@@ -83,9 +100,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         ),
         "Resident memory of `wisp serve` against the number of warm idle functions (0 drawn at 0.5)",
     );
-    sec.target("memory per warm idle function", "≤ 0.5 MiB", format!("{} MiB (slope)", num(slope_mib)), Some(slope_mib <= 0.5));
+    sec.target(
+        "memory per warm idle function",
+        "≤ 0.5 MiB",
+        format!("{} MiB (slope)", num(slope_mib)),
+        Some(slope_mib <= 0.5),
+    );
     sec.json = json!({"counts": counts, "rss_bytes": points.iter().map(|p| json!({"functions": p.0, "rss": p.1})).collect::<Vec<_>>(),
                       "mib_per_function_slope": slope_mib, "first_function_bytes": first, "paper_mib_per_function": {"wasmtime": 6.34, "docker": 22.28}});
     Ok(sec)
 }
-

@@ -5,11 +5,11 @@
 //! functions, 10 % spread over 60 others (latency ECDF).
 
 use super::{bench_config, raise_nofile};
+use crate::Ctx;
 use crate::load::{self, LoadSpec, Mode, Target};
 use crate::plot;
 use crate::report::{Section, num, table};
 use crate::stats::{Summary, ecdf_thin};
-use crate::Ctx;
 use anyhow::Result;
 use serde_json::json;
 use std::time::Duration;
@@ -27,10 +27,16 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     wisp.deploy("sleep", &ctx.wasm("sleep")?, &cfg).await?;
 
     // (a) hash + sleep at rising rates.
-    let rates: Vec<f64> = ctx.pick(vec![10.0, 40.0], (0..10).map(|k| 25.0 * 2f64.powi(k)).collect());
+    let rates: Vec<f64> = ctx.pick(
+        vec![10.0, 40.0],
+        (0..10).map(|k| 25.0 * 2f64.powi(k)).collect(),
+    );
     let step = ctx.pick(Duration::from_millis(800), Duration::from_secs(10));
     let hash_q = ctx.pick("iterations=100", "");
-    let targets = vec![Target::get(wisp.fn_url("hash", hash_q)), Target::get(wisp.fn_url("sleep", "ms=300"))];
+    let targets = vec![
+        Target::get(wisp.fn_url("hash", hash_q)),
+        Target::get(wisp.fn_url("sleep", "ms=300")),
+    ];
     let mut rows = vec![];
     let mut steps = vec![];
     let (mut c_hash, mut c_sleep) = (vec![], vec![]);
@@ -40,14 +46,20 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         let r = load::run(&LoadSpec {
             targets: targets.clone(),
             weights: vec![1.0, 1.0],
-            mode: Mode::Open { rate, max_in_flight: 20_000 },
+            mode: Mode::Open {
+                rate,
+                max_in_flight: 20_000,
+            },
             duration: step,
             max_requests: None,
             keep_alive: true,
             timeout: Duration::from_secs(30),
         })
         .await;
-        let (h, s) = (Summary::of(&r.ok_latencies_of(0)), Summary::of(&r.ok_latencies_of(1)));
+        let (h, s) = (
+            Summary::of(&r.ok_latencies_of(0)),
+            Summary::of(&r.ok_latencies_of(1)),
+        );
         if base_hash.is_nan() {
             base_hash = h.median;
         }
@@ -63,7 +75,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             num(s.p99),
             format!("{:.1}", r.throughput()),
             r.errors().to_string(),
-            if saturated { "saturated".into() } else { "ok".into() },
+            if saturated {
+                "saturated".into()
+            } else {
+                "ok".into()
+            },
         ]);
         c_hash.push((rate, h.p99));
         c_sleep.push((rate, s.p99));
@@ -79,15 +95,33 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         if hash_q.is_empty() { String::new() } else { format!(" ({hash_q})") },
         step.as_secs_f64()
     ));
-    sec.markdown.push_str(&table(&["req/s offered", "hash median", "hash p99", "sleep median", "sleep p99", "answered/s", "errors", "state"], &rows));
+    sec.markdown.push_str(&table(
+        &[
+            "req/s offered",
+            "hash median",
+            "hash p99",
+            "sleep median",
+            "sleep p99",
+            "answered/s",
+            "errors",
+            "state",
+        ],
+        &rows,
+    ));
     sec.plot(
         "mixed_rate.svg",
-        plot::lines("hash + sleep: p99 vs rate", "offered rate (req/s, log)", "p99 (ms, log)", &[("hash".into(), c_hash), ("sleep 300 ms".into(), c_sleep)], plot::LineOpts {
-            log_x: true,
-            log_y: true,
-            markers: true,
-            ..Default::default()
-        }),
+        plot::lines(
+            "hash + sleep: p99 vs rate",
+            "offered rate (req/s, log)",
+            "p99 (ms, log)",
+            &[("hash".into(), c_hash), ("sleep 300 ms".into(), c_sleep)],
+            plot::LineOpts {
+                log_x: true,
+                log_y: true,
+                markers: true,
+                ..Default::default()
+            },
+        ),
         "p99 of the CPU-bound and I/O-bound halves as the rate rises",
     );
 
@@ -101,7 +135,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         let r = load::run(&LoadSpec {
             targets: vec![Target::get(wisp.fn_url("sleep", "ms=300"))],
             weights: vec![],
-            mode: Mode::Closed { clients: c, rate_per_client: None },
+            mode: Mode::Closed {
+                clients: c,
+                rate_per_client: None,
+            },
             duration: dur,
             max_requests: None,
             keep_alive: true,
@@ -112,7 +149,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         let frac = r.throughput() / ideal;
         worst = worst.min(frac);
         let s = Summary::of(&r.ok_latencies());
-        io_rows.push(vec![c.to_string(), format!("{:.0}", r.throughput()), format!("{ideal:.0}"), format!("{:.1}%", frac * 100.0), num(s.median), num(s.p99), r.errors().to_string()]);
+        io_rows.push(vec![
+            c.to_string(),
+            format!("{:.0}", r.throughput()),
+            format!("{ideal:.0}"),
+            format!("{:.1}%", frac * 100.0),
+            num(s.median),
+            num(s.p99),
+            r.errors().to_string(),
+        ]);
         io.push(json!({"in_flight": c, "throughput": r.throughput(), "ideal": ideal, "fraction": frac, "latency": s, "errors": r.errors()}));
     }
     sec.para(&format!(
@@ -120,7 +165,18 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          (the tail of the run, where clients stop, slightly lowers it in short runs).",
         dur.as_secs_f64()
     ));
-    sec.markdown.push_str(&table(&["in flight", "req/s", "ideal", "of ideal", "median ms", "p99 ms", "errors"], &io_rows));
+    sec.markdown.push_str(&table(
+        &[
+            "in flight",
+            "req/s",
+            "ideal",
+            "of ideal",
+            "median ms",
+            "p99 ms",
+            "errors",
+        ],
+        &io_rows,
+    ));
     sec.target(
         "I/O-bound throughput",
         &format!("≥ 90 % of C / 0.3 s up to {} in flight", 5000),
@@ -138,17 +194,26 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let others = 60;
     let hello = ctx.wasm("hello")?;
     for k in 0..others + 2 {
-        wisp.deploy(&format!("s{k}"), &hello, &bench_config()).await?;
+        wisp.deploy(&format!("s{k}"), &hello, &bench_config())
+            .await?;
     }
-    let (rate, sdur) = ctx.pick((100.0, Duration::from_secs(1)), (500.0, Duration::from_secs(30)));
+    let (rate, sdur) = ctx.pick(
+        (100.0, Duration::from_secs(1)),
+        (500.0, Duration::from_secs(30)),
+    );
     ctx.progress(&format!("mixed: skewed mix at {rate:.0} req/s"));
-    let targets: Vec<Target> = (0..others + 2).map(|k| Target::get(wisp.fn_url(&format!("s{k}"), ""))).collect();
+    let targets: Vec<Target> = (0..others + 2)
+        .map(|k| Target::get(wisp.fn_url(&format!("s{k}"), "")))
+        .collect();
     let mut weights = vec![45.0, 45.0];
     weights.extend(std::iter::repeat_n(10.0 / others as f64, others));
     let r = load::run(&LoadSpec {
         targets,
         weights,
-        mode: Mode::Open { rate, max_in_flight: 20_000 },
+        mode: Mode::Open {
+            rate,
+            max_in_flight: 20_000,
+        },
         duration: sdur,
         max_requests: None,
         keep_alive: true,
@@ -156,8 +221,20 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     })
     .await;
     let ok = |s: &&load::Sample| (200..300).contains(&s.status);
-    let hot: Vec<f64> = r.samples.iter().filter(ok).filter(|s| s.target < 2).map(|s| s.ms).collect();
-    let rest: Vec<f64> = r.samples.iter().filter(ok).filter(|s| s.target >= 2).map(|s| s.ms).collect();
+    let hot: Vec<f64> = r
+        .samples
+        .iter()
+        .filter(ok)
+        .filter(|s| s.target < 2)
+        .map(|s| s.ms)
+        .collect();
+    let rest: Vec<f64> = r
+        .samples
+        .iter()
+        .filter(ok)
+        .filter(|s| s.target >= 2)
+        .map(|s| s.ms)
+        .collect();
     let (sh, sr) = (Summary::of(&hot), Summary::of(&rest));
     sec.para(&format!(
         "(c) Skewed mix, Azure-like: 90 % of requests to 2 functions, 10 % spread over {others} others (all `hello`), open loop at \
@@ -173,11 +250,20 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     ));
     sec.plot(
         "mixed_skew_ecdf.svg",
-        plot::lines("Skewed mix: latency ECDF", "latency (ms, log)", "fraction ≤ x", &[("2 hot functions (90%)".into(), ecdf_thin(&hot, 400)), (format!("{others} others (10%)"), ecdf_thin(&rest, 400))], plot::LineOpts {
-            log_x: true,
-            step: true,
-            ..Default::default()
-        }),
+        plot::lines(
+            "Skewed mix: latency ECDF",
+            "latency (ms, log)",
+            "fraction ≤ x",
+            &[
+                ("2 hot functions (90%)".into(), ecdf_thin(&hot, 400)),
+                (format!("{others} others (10%)"), ecdf_thin(&rest, 400)),
+            ],
+            plot::LineOpts {
+                log_x: true,
+                step: true,
+                ..Default::default()
+            },
+        ),
         "Latency ECDF of the skewed mix, hot vs rarely called functions",
     );
     sec.json = json!({"rising": {"step_s": step.as_secs_f64(), "steps": steps}, "io_bound": io,

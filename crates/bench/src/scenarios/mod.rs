@@ -46,14 +46,20 @@ impl Baselines {
     pub fn start(ctx: &Ctx, names: &[&str], with_container: bool) -> Result<Baselines> {
         let mut native = HashMap::new();
         for n in names {
-            native.insert(n.to_string(), Launcher::Native(ctx.native(n)?.to_path_buf()));
+            native.insert(
+                n.to_string(),
+                Launcher::Native(ctx.native(n)?.to_path_buf()),
+            );
         }
         let container = if with_container {
             match ctx.runc() {
                 Ok(r) => {
                     let mut routes = HashMap::new();
                     for n in names {
-                        routes.insert(n.to_string(), Launcher::Runc(r.clone(), ctx.native(n)?.to_path_buf()));
+                        routes.insert(
+                            n.to_string(),
+                            Launcher::Runc(r.clone(), ctx.native(n)?.to_path_buf()),
+                        );
                     }
                     ProcessServer::start(routes).map_err(|e| format!("{e:#}"))
                 }
@@ -62,7 +68,10 @@ impl Baselines {
         } else {
             Err("not part of this measurement".into())
         };
-        Ok(Baselines { native: ProcessServer::start(native)?, container })
+        Ok(Baselines {
+            native: ProcessServer::start(native)?,
+            container,
+        })
     }
 
     /// (platform name, server) of the baselines that run.
@@ -92,7 +101,8 @@ pub(crate) fn server_timing(h: Option<&str>, metric: &str) -> Option<f64> {
         if it.next()?.trim() != metric {
             return None;
         }
-        it.find_map(|kv| kv.trim().strip_prefix("dur=")).and_then(|v| v.parse().ok())
+        it.find_map(|kv| kv.trim().strip_prefix("dur="))
+            .and_then(|v| v.parse().ok())
     })
 }
 
@@ -121,7 +131,10 @@ pub(crate) fn distinct_module(wasm: &[u8], tag: &str) -> Vec<u8> {
 pub(crate) fn raise_nofile() {
     // SAFETY: getrlimit/setrlimit on a valid struct.
     unsafe {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
             r.rlim_cur = r.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &r);

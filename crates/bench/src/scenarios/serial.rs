@@ -27,7 +27,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             ("audio-sine-wave", ""),
         ],
     );
-    let dur = ctx.opts.duration.unwrap_or(ctx.pick(Duration::from_millis(400), Duration::from_secs(10)));
+    let dur = ctx
+        .opts
+        .duration
+        .unwrap_or(ctx.pick(Duration::from_millis(400), Duration::from_secs(10)));
     let mut sec = Section::new("serial", "Serial: one client, no keep-alive");
     let wisp = ctx.start_wisp(&[])?;
     for (f, _) in &funcs {
@@ -43,7 +46,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     }
     let mut hello_boxes = Vec::new();
     for (f, q) in &funcs {
-        ctx.progress(&format!("serial: {f} for {:.1} s per platform", dur.as_secs_f64()));
+        ctx.progress(&format!(
+            "serial: {f} for {:.1} s per platform",
+            dur.as_secs_f64()
+        ));
         let mut targets = vec![("Wisp", wisp.fn_url(f, q))];
         for (p, s) in bl.list() {
             targets.push((p, s.fn_url(f, q)));
@@ -55,9 +61,23 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             let _ = crate::http::Http::new(false).get(url).await;
             let r = load::run(&LoadSpec::serial(Target::get(url.clone()), dur, false)).await;
             let lat = r.ok_latencies();
-            let test = if i == 0 { None } else { mw(&wisp_samples, &lat) };
+            let test = if i == 0 {
+                None
+            } else {
+                mw(&wisp_samples, &lat)
+            };
             let s = Summary::of(&lat);
-            let mut row = vec![format!("{f}{}", if q.is_empty() { String::new() } else { format!(" ({q})") }), p.to_string()];
+            let mut row = vec![
+                format!(
+                    "{f}{}",
+                    if q.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({q})")
+                    }
+                ),
+                p.to_string(),
+            ];
             row.extend(summary_cells(&s));
             row.push(r.errors().to_string());
             row.push(if i == 0 { "–".into() } else { pval(&test) });
@@ -84,19 +104,42 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         dur.as_secs_f64()
     ));
     sec.markdown.push_str(&table(
-        &["function", "platform", "n", "mean", "median", "p95", "p99", "SD", "CV", "errors", "p vs Wisp"],
+        &[
+            "function",
+            "platform",
+            "n",
+            "mean",
+            "median",
+            "p95",
+            "p99",
+            "SD",
+            "CV",
+            "errors",
+            "p vs Wisp",
+        ],
         &rows,
     ));
     let cats: Vec<String> = funcs.iter().map(|f| f.0.to_string()).collect();
     sec.plot(
         "serial_mean.svg",
-        plot::bars("Serial latency (mean ± SD)", "latency (ms, log)", &cats, &bar_series, true),
+        plot::bars(
+            "Serial latency (mean ± SD)",
+            "latency (ms, log)",
+            &cats,
+            &bar_series,
+            true,
+        ),
         "Serial latency per function and platform, mean ± SD",
     );
     if !hello_boxes.is_empty() {
         sec.plot(
             "serial_hello_box.svg",
-            plot::boxes("hello: serial latency", "latency (ms, log)", &hello_boxes, true),
+            plot::boxes(
+                "hello: serial latency",
+                "latency (ms, log)",
+                &hello_boxes,
+                true,
+            ),
             "hello, serial: latency distribution per platform",
         );
         let w = Summary::of(&hello_boxes[0].1);
@@ -107,7 +150,12 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             sec.target(
                 "warm serial hello latency",
                 "below native process per request",
-                format!("median {} ms vs {} ms native (p {})", num(w.median), num(ns.median), pval(&t)),
+                format!(
+                    "median {} ms vs {} ms native (p {})",
+                    num(w.median),
+                    num(ns.median),
+                    pval(&t)
+                ),
                 Some(met),
             );
         }

@@ -2,10 +2,10 @@
 //! the smallest container image (gzipped layer of the binary plus the
 //! shared libraries `ldd` lists), as `scripts/function-sizes` computes them.
 
+use crate::Ctx;
 use crate::plot;
 use crate::report::{Section, bytes, table};
 use crate::runc::ldd_libs;
-use crate::Ctx;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::Path;
@@ -19,7 +19,11 @@ fn image_size(exe: &Path) -> Result<u64> {
         .args(&files)
         .output()
         .context("running tar")?;
-    anyhow::ensure!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "tar failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(out.stdout.len() as u64)
 }
 
@@ -27,14 +31,21 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let names: Vec<String> = if ctx.opts.quick {
         vec!["hello".into(), "fibonacci".into(), "hash".into()]
     } else {
-        ctx.funcs.iter().filter(|(n, f)| !n.starts_with("test-") && f.abi == "command" && f.native.is_some()).map(|(n, _)| n.clone()).collect()
+        ctx.funcs
+            .iter()
+            .filter(|(n, f)| !n.starts_with("test-") && f.abi == "command" && f.native.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
     };
     let mut sec = Section::new("size", "Sizes: module, artifact, native, image");
     let rt = ctx.runtime()?;
     let mut rows = vec![];
     let mut data = vec![];
     let mut series: Vec<(String, Vec<(f64, f64)>)> =
-        ["wasm", "precompiled", "native", "min. image"].iter().map(|s| (s.to_string(), vec![])).collect();
+        ["wasm", "precompiled", "native", "min. image"]
+            .iter()
+            .map(|s| (s.to_string(), vec![]))
+            .collect();
     let (mut tw, mut ti) = (0u64, 0u64);
     for n in &names {
         ctx.progress(&format!("size: {n}"));
@@ -64,8 +75,24 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          binary plus exactly the shared libraries `ldd` lists, the smallest container that runs it (real images add a base \
          distribution). The orchestration study found 55–90× between OCI images and Wasm modules.",
     );
-    sec.markdown.push_str(&table(&["function", "wasm", "precompiled", "native", "min. image", "image / wasm"], &rows));
-    sec.para(&format!("All {}: {} of wasm against {} of minimal images ({:.1}×).", names.len(), bytes(tw as f64), bytes(ti as f64), ti as f64 / tw as f64));
+    sec.markdown.push_str(&table(
+        &[
+            "function",
+            "wasm",
+            "precompiled",
+            "native",
+            "min. image",
+            "image / wasm",
+        ],
+        &rows,
+    ));
+    sec.para(&format!(
+        "All {}: {} of wasm against {} of minimal images ({:.1}×).",
+        names.len(),
+        bytes(tw as f64),
+        bytes(ti as f64),
+        ti as f64 / tw as f64
+    ));
     sec.plot(
         "sizes.svg",
         plot::bars("Deployable sizes", "KiB (log)", &names, &series, true),

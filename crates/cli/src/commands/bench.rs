@@ -20,7 +20,11 @@ pub struct BenchCommand {
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
     /// The guests' manifest written by scripts/build-functions.
-    #[arg(long, env = "WISP_BENCH_MANIFEST", default_value = "functions/target/manifest.json")]
+    #[arg(
+        long,
+        env = "WISP_BENCH_MANIFEST",
+        default_value = "functions/target/manifest.json"
+    )]
     manifest: PathBuf,
     /// The `wisp` binary to launch as the server (default: this one).
     #[arg(long, hide = true)]
@@ -64,7 +68,14 @@ impl BenchCommand {
         let w = wisp_bench::run(o)?;
         println!("report:  {}", w.markdown.display());
         println!("results: {}", w.json.display());
-        println!("plots:   {}", w.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "));
+        println!(
+            "plots:   {}",
+            w.plots
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         for (name, err) in &w.failed {
             eprintln!("scenario {name} failed: {err}");
         }

@@ -73,8 +73,12 @@ impl CapabilityOpts {
         }
         let mut dirs = Vec::new();
         for d in &self.dirs {
-            let host = std::fs::canonicalize(&d.host).with_context(|| format!("--dir {}: host directory not found", d.host))?;
-            dirs.push(DirGrant { host: host.to_string_lossy().into_owned(), ..d.clone() });
+            let host = std::fs::canonicalize(&d.host)
+                .with_context(|| format!("--dir {}: host directory not found", d.host))?;
+            dirs.push(DirGrant {
+                host: host.to_string_lossy().into_owned(),
+                ..d.clone()
+            });
         }
         let c = FunctionConfig {
             env: self.env.iter().cloned().collect(),
@@ -104,20 +108,33 @@ impl DeployCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
         wisp_core::validate_name(&self.name).map_err(anyhow::Error::msg)?;
-        let wasm = std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let wasm = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
         let config = self.caps.config()?;
         let cfg_json = serde_json::to_vec(&config)?;
-        let (ctype, body) = multipart(&[("module", "application/wasm", &wasm), ("config", "application/json", &cfg_json)]);
+        let (ctype, body) = multipart(&[
+            ("module", "application/wasm", &wasm),
+            ("config", "application/json", &cfg_json),
+        ]);
         let c = Client::new(&self.client.server, self.client.token.clone());
         let r = c
-            .send(Method::PUT, &format!("/v1/functions/{}", self.name), &[("content-type", &ctype)], body)
+            .send(
+                Method::PUT,
+                &format!("/v1/functions/{}", self.name),
+                &[("content-type", &ctype)],
+                body,
+            )
             .await?
             .ok()?;
         let v = r.json()?;
         if self.client.json {
             println!("{v}");
         } else {
-            let what = if v["created"].as_bool() == Some(false) { "unchanged (same module and config)" } else { "deployed" };
+            let what = if v["created"].as_bool() == Some(false) {
+                "unchanged (same module and config)"
+            } else {
+                "deployed"
+            };
             println!(
                 "{} v{} {what}: {} ({} wasm, {} compiled, compile {:.1} ms)",
                 v["name"].as_str().unwrap_or("?"),
@@ -170,11 +187,15 @@ impl InvokeCommand {
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
                 b
             }
-            Some(d) if d.starts_with('@') => std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?,
+            Some(d) if d.starts_with('@') => {
+                std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?
+            }
             Some(d) => d.as_bytes().to_vec(),
         };
         let method = match &self.method {
-            Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes()).context("invalid method")?,
+            Some(m) => {
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes()).context("invalid method")?
+            }
             None if self.data.is_some() => Method::POST,
             None => Method::GET,
         };
@@ -186,13 +207,19 @@ impl InvokeCommand {
             path.push_str(&self.path);
         }
         if !self.query.is_empty() {
-            let q: Vec<String> = self.query.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+            let q: Vec<String> = self
+                .query
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect();
             path.push('?');
             path.push_str(&q.join("&"));
         }
         let mut hs: Vec<(String, String)> = Vec::new();
         for h in &self.headers {
-            let (k, v) = h.split_once(':').with_context(|| format!("header {h:?} must be \"Name: value\""))?;
+            let (k, v) = h
+                .split_once(':')
+                .with_context(|| format!("header {h:?} must be \"Name: value\""))?;
             hs.push((k.trim().to_string(), v.trim().to_string()));
         }
         let href: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -202,10 +229,16 @@ impl InvokeCommand {
         let elapsed = start.elapsed();
         if self.verbose {
             eprintln!("status:     {}", r.status);
-            eprintln!("activation: {}", r.header("wisp-activation-id").unwrap_or("-"));
+            eprintln!(
+                "activation: {}",
+                r.header("wisp-activation-id").unwrap_or("-")
+            );
             eprintln!("cold:       {}", r.header("wisp-cold").unwrap_or("-"));
             eprintln!("timing:     {}", r.header("server-timing").unwrap_or("-"));
-            eprintln!("total:      {:.3} ms (client side)", elapsed.as_secs_f64() * 1e3);
+            eprintln!(
+                "total:      {:.3} ms (client side)",
+                elapsed.as_secs_f64() * 1e3
+            );
         }
         std::io::stdout().write_all(&r.body)?;
         if !(r.status.is_success() || r.status.is_redirection()) {
@@ -239,7 +272,10 @@ impl LsCommand {
             println!("no functions deployed (try: wisp deploy NAME FILE.wasm)");
             return Ok(0);
         }
-        println!("{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>9}  DIGEST", "NAME", "VERSION", "ABI", "WASM", "COMPILED", "MEMORY", "TIMEOUT");
+        println!(
+            "{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>9}  DIGEST",
+            "NAME", "VERSION", "ABI", "WASM", "COMPILED", "MEMORY", "TIMEOUT"
+        );
         for f in fns {
             let l = &f["config"]["limits"];
             println!(
@@ -251,7 +287,12 @@ impl LsCommand {
                 format_size(f["compiled_size"].as_u64().unwrap_or(0)),
                 format_size(l["memory_bytes"].as_u64().unwrap_or(0)),
                 l["timeout_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
-                &f["digest"].as_str().unwrap_or("?").chars().take(19).collect::<String>()
+                &f["digest"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
             );
         }
         Ok(0)
@@ -271,7 +312,14 @@ impl RmCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
         let c = Client::new(&self.client.server, self.client.token.clone());
-        c.send(Method::DELETE, &format!("/v1/functions/{}", self.name), &[], Vec::new()).await?.ok()?;
+        c.send(
+            Method::DELETE,
+            &format!("/v1/functions/{}", self.name),
+            &[],
+            Vec::new(),
+        )
+        .await?
+        .ok()?;
         if !self.client.json {
             println!("removed {}", self.name);
         }
@@ -299,7 +347,11 @@ impl LogsCommand {
     pub async fn execute(self) -> Result<i32> {
         let c = Client::new(&self.client.server, self.client.token.clone());
         if let Some(id) = &self.id {
-            let a = c.get(&format!("/v1/activations/{id}")).await?.ok()?.json()?;
+            let a = c
+                .get(&format!("/v1/activations/{id}"))
+                .await?
+                .ok()?
+                .json()?;
             if self.client.json {
                 println!("{a}");
             } else {
@@ -320,7 +372,10 @@ impl LogsCommand {
             println!("{v}");
             return Ok(0);
         }
-        println!("{:<32} {:<16} {:>3} {:<8} {:>5} {:>5} {:>10} {:>10} {:>10}", "ID", "FUNCTION", "VER", "STATUS", "HTTP", "COLD", "WAIT_US", "INIT_US", "RUN_US");
+        println!(
+            "{:<32} {:<16} {:>3} {:<8} {:>5} {:>5} {:>10} {:>10} {:>10}",
+            "ID", "FUNCTION", "VER", "STATUS", "HTTP", "COLD", "WAIT_US", "INIT_US", "RUN_US"
+        );
         for a in v["activations"].as_array().cloned().unwrap_or_default() {
             print_activation(&a);
         }
@@ -363,11 +418,20 @@ impl RollbackCommand {
         if let Some(v) = self.to {
             path.push_str(&format!("?version={v}"));
         }
-        let v = c.send(Method::POST, &path, &[], Vec::new()).await?.ok()?.json()?;
+        let v = c
+            .send(Method::POST, &path, &[], Vec::new())
+            .await?
+            .ok()?
+            .json()?;
         if self.client.json {
             println!("{v}");
         } else {
-            println!("{} is now at v{} ({})", self.name, v["version"], v["digest"].as_str().unwrap_or("?"));
+            println!(
+                "{} is now at v{} ({})",
+                self.name,
+                v["version"],
+                v["digest"].as_str().unwrap_or("?")
+            );
         }
         Ok(0)
     }

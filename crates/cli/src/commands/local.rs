@@ -35,12 +35,15 @@ pub struct RunCommand {
 impl RunCommand {
     /// Run; exit code 0 on success, 1 on a guest failure.
     pub fn execute(self) -> Result<i32> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(self.run())
     }
 
     async fn run(self) -> Result<i32> {
-        let wasm = std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let wasm = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
         let config = self.caps.config()?;
         let body: Vec<u8> = match self.data.as_deref() {
             None => Vec::new(),
@@ -49,15 +52,34 @@ impl RunCommand {
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
                 b
             }
-            Some(d) if d.starts_with('@') => std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?,
+            Some(d) if d.starts_with('@') => {
+                std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?
+            }
             Some(d) => d.as_bytes().to_vec(),
         };
-        let runtime = Runtime::new(EngineOptions { pooling: false, ..Default::default() })?;
+        let runtime = Runtime::new(EngineOptions {
+            pooling: false,
+            ..Default::default()
+        })?;
         let loaded = runtime.load_bytes(&wasm)?;
-        let method = self.method.clone().unwrap_or_else(|| if self.data.is_some() { "POST".into() } else { "GET".into() });
-        let query: Vec<String> = self.query.iter().map(|(k, v)| format!("{}={}", crate::client::encode(k), crate::client::encode(v))).collect();
+        let method = self.method.clone().unwrap_or_else(|| {
+            if self.data.is_some() {
+                "POST".into()
+            } else {
+                "GET".into()
+            }
+        });
+        let query: Vec<String> = self
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", crate::client::encode(k), crate::client::encode(v)))
+            .collect();
         let query = query.join("&");
-        let name = self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "main".into());
+        let name = self
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "main".into());
         let req = CgiRequest {
             method: &method,
             path_info: &self.path,
@@ -69,19 +91,46 @@ impl RunCommand {
             server_port: 0,
             remote_addr: "127.0.0.1",
         };
-        let fn_env: Vec<(String, String)> = config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let fn_env: Vec<(String, String)> = config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let wisp_runtime::Loaded::Http(_) = &loaded {
-            let mut uri = if self.path.is_empty() { "/".to_string() } else { self.path.clone() };
+            let mut uri = if self.path.is_empty() {
+                "/".to_string()
+            } else {
+                self.path.clone()
+            };
             if !query.is_empty() {
                 uri.push('?');
                 uri.push_str(&query);
             }
-            return run_http(&runtime, &loaded, &method, &uri, body, &fn_env, &config, self.include).await;
+            return run_http(
+                &runtime,
+                &loaded,
+                &method,
+                &uri,
+                body,
+                &fn_env,
+                &config,
+                self.include,
+            )
+            .await;
         }
         let env = wisp_runtime::build_cgi_env(&req, &fn_env);
         let args = vec![name.clone()];
         let r = runtime
-            .invoke(&loaded, Invocation { args: &args, env: &env, stdin: body.into(), dirs: &config.dirs, limits: &config.limits })
+            .invoke(
+                &loaded,
+                Invocation {
+                    args: &args,
+                    env: &env,
+                    stdin: body.into(),
+                    dirs: &config.dirs,
+                    limits: &config.limits,
+                },
+            )
             .await;
         match r {
             Ok(out) => {
@@ -121,16 +170,28 @@ async fn run_http(
     include: bool,
 ) -> Result<i32> {
     use http_body_util::BodyExt;
-    let wisp_runtime::Loaded::Http(pre) = loaded else { unreachable!() };
+    let wisp_runtime::Loaded::Http(pre) = loaded else {
+        unreachable!()
+    };
     let req = http::Request::builder()
         .method(method)
         .uri(uri)
         .header("host", "localhost")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)).map_err(|n| match n {}).boxed_unsync())?;
+        .body(
+            http_body_util::Full::new(bytes::Bytes::from(body))
+                .map_err(|n| match n {})
+                .boxed_unsync(),
+        )?;
     let allow = std::sync::Arc::new(
-        wisp_core::outbound::AllowList::parse(&config.allowed_outbound_hosts).map_err(anyhow::Error::msg)?,
+        wisp_core::outbound::AllowList::parse(&config.allowed_outbound_hosts)
+            .map_err(anyhow::Error::msg)?,
     );
-    let inv = wisp_runtime::HttpInvocation { env, dirs: &config.dirs, limits: &config.limits, allow };
+    let inv = wisp_runtime::HttpInvocation {
+        env,
+        dirs: &config.dirs,
+        limits: &config.limits,
+        allow,
+    };
     match runtime.invoke_http(pre, req, inv, None).await {
         Ok(out) => {
             let (parts, body) = out.response.into_parts();
@@ -142,7 +203,11 @@ async fn run_http(
                 }
                 writeln!(so)?;
             }
-            let bytes = body.collect().await.map_err(|e| anyhow::anyhow!("response body: {e}"))?.to_bytes();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("response body: {e}"))?
+                .to_bytes();
             so.write_all(&bytes)?;
             let done = out.done.wait().await;
             std::io::stderr().write_all(&done.log)?;
@@ -175,11 +240,14 @@ pub struct CompileCommand {
 impl CompileCommand {
     /// Run.
     pub fn execute(self) -> Result<i32> {
-        let wasm = std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let wasm = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
         // Same engine settings as `wisp serve`, so the fingerprint matches.
         let runtime = Runtime::new(EngineOptions::default())?;
         let c = runtime.compile(&wasm)?;
-        let out = self.output.unwrap_or_else(|| self.file.with_extension("cwasm"));
+        let out = self
+            .output
+            .unwrap_or_else(|| self.file.with_extension("cwasm"));
         wisp_store::atomic_write(&out, &c.artifact).map_err(|e| anyhow::anyhow!("{e}"))?;
         println!(
             "{} -> {} ({} bytes, {:.1} ms, engine {})",

@@ -24,7 +24,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct ClientOpts {
     /// Server base URL.
-    #[arg(long, env = "WISP_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "WISP_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub server: String,
     /// Bearer token for the management API (default: none).
     #[arg(long, env = "WISP_TOKEN", global = true, hide_env_values = true)]
@@ -77,7 +82,10 @@ impl Cli {
 }
 
 fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// `K=V` pairs.

@@ -94,11 +94,15 @@ impl ServeCommand {
                 keep_resident: self.keep_resident.map(|b| b as usize),
                 ..Default::default()
             })
-                .context("starting the Wasm engine")?,
+            .context("starting the Wasm engine")?,
         );
-        std::fs::create_dir_all(&self.home).with_context(|| format!("creating {}", self.home.display()))?;
+        std::fs::create_dir_all(&self.home)
+            .with_context(|| format!("creating {}", self.home.display()))?;
         let home = self.home.canonicalize()?;
-        let store = Arc::new(wisp_store::Store::open(&home).with_context(|| format!("opening the store at {}", home.display()))?);
+        let store = Arc::new(
+            wisp_store::Store::open(&home)
+                .with_context(|| format!("opening the store at {}", home.display()))?,
+        );
         let exec = Executor::start(
             runtime.clone(),
             store,
@@ -112,7 +116,9 @@ impl ServeCommand {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("loading functions from the store")?;
 
-        let listener = tokio::net::TcpListener::bind(self.listen).await.with_context(|| format!("binding {}", self.listen))?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("binding {}", self.listen))?;
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState {
             exec: exec.clone(),
@@ -164,7 +170,10 @@ async fn shutdown_signal() {
 fn raise_nofile_limit() {
     // SAFETY: plain libc calls with a valid, initialised struct.
     unsafe {
-        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
             l.rlim_cur = l.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &l);
@@ -180,8 +189,11 @@ pub const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn";
 
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         let _ = b.json().try_init();
     } else {

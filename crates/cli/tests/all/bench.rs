@@ -6,7 +6,9 @@ use crate::support::*;
 use std::process::Command;
 
 fn positive(v: &serde_json::Value, what: &str) -> f64 {
-    let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
     assert!(x.is_finite() && x > 0.0, "{what} = {x}");
     x
 }
@@ -25,37 +27,85 @@ fn bench_quick_writes_a_sane_report() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "wisp bench --quick failed: {}\nstdout: {}\nstderr: {stderr}", o.status, String::from_utf8_lossy(&o.stdout));
-    assert!(stderr.contains("[bench] scenario serial"), "no progress lines: {stderr}");
+    assert!(
+        o.status.success(),
+        "wisp bench --quick failed: {}\nstdout: {}\nstderr: {stderr}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        stderr.contains("[bench] scenario serial"),
+        "no progress lines: {stderr}"
+    );
 
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     assert_eq!(j["meta"]["quick"], true);
     let sc = &j["scenarios"];
-    let has_rsvg = Command::new("rsvg-convert").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(has_rsvg || std::env::var("CI").is_err(), "CI must have rsvg-convert (scripts/test installs librsvg2-bin)");
-    for name in ["serial", "cold", "concurrent", "mixed", "memory", "runtime", "size"] {
-        assert_eq!(sc[name]["ok"], true, "scenario {name}: {}", sc[name]["error"]);
+    let has_rsvg = Command::new("rsvg-convert")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_rsvg || std::env::var("CI").is_err(),
+        "CI must have rsvg-convert (scripts/test installs librsvg2-bin)"
+    );
+    for name in [
+        "serial",
+        "cold",
+        "concurrent",
+        "mixed",
+        "memory",
+        "runtime",
+        "size",
+    ] {
+        assert_eq!(
+            sc[name]["ok"], true,
+            "scenario {name}: {}",
+            sc[name]["error"]
+        );
         for p in sc[name]["plots"].as_array().unwrap() {
             let svg = std::fs::read_to_string(out.path().join(p.as_str().unwrap())).unwrap();
-            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{p} is not an SVG");
-            assert!(!svg.contains("NaN") && !svg.contains("inf\""), "{p} has non-finite coordinates");
+            assert!(
+                svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{p} is not an SVG"
+            );
+            assert!(
+                !svg.contains("NaN") && !svg.contains("inf\""),
+                "{p} has non-finite coordinates"
+            );
             if has_rsvg {
-                let png = std::fs::read(out.path().join(p.as_str().unwrap()).with_extension("png")).expect("a PNG copy of every plot");
-                assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{p}: PNG copy is not a PNG");
+                let png = std::fs::read(out.path().join(p.as_str().unwrap()).with_extension("png"))
+                    .expect("a PNG copy of every plot");
+                assert!(
+                    png.starts_with(b"\x89PNG") && png.len() > 1000,
+                    "{p}: PNG copy is not a PNG"
+                );
             }
         }
-        assert!(!sc[name]["plots"].as_array().unwrap().is_empty(), "{name} has no plot");
+        assert!(
+            !sc[name]["plots"].as_array().unwrap().is_empty(),
+            "{name} has no plot"
+        );
     }
 
     // Serial: Wisp and the native baseline answered, raw samples kept.
     let hello = &sc["serial"]["data"]["functions"]["hello"];
     for arm in ["Wisp", "native process"] {
-        assert!(hello[arm]["summary"]["n"].as_u64().unwrap() > 0, "serial {arm}");
+        assert!(
+            hello[arm]["summary"]["n"].as_u64().unwrap() > 0,
+            "serial {arm}"
+        );
         positive(&hello[arm]["summary"]["median"], "serial median");
         assert_eq!(hello[arm]["errors"], 0, "serial {arm} errors");
-        assert_eq!(hello[arm]["samples_ms"].as_array().unwrap().len() as u64, hello[arm]["summary"]["n"].as_u64().unwrap());
+        assert_eq!(
+            hello[arm]["samples_ms"].as_array().unwrap().len() as u64,
+            hello[arm]["summary"]["n"].as_u64().unwrap()
+        );
     }
-    let p = hello["native process"]["mann_whitney_vs_wisp"]["p"].as_f64().unwrap();
+    let p = hello["native process"]["mann_whitney_vs_wisp"]["p"]
+        .as_f64()
+        .unwrap();
     assert!((0.0..=1.0).contains(&p));
 
     // Cold: deploy and first response measured; restarts give true cold starts.
@@ -65,39 +115,76 @@ fn bench_quick_writes_a_sane_report() {
     }
     let c1 = &cold["concurrent"][0];
     assert!(!c1["wisp_ms"].as_array().unwrap().is_empty());
-    assert!(!cold["server_init_ms"].as_array().unwrap().is_empty(), "no Wisp-Cold/init after a restart");
+    assert!(
+        !cold["server_init_ms"].as_array().unwrap().is_empty(),
+        "no Wisp-Cold/init after a restart"
+    );
 
     // Memory grows with warm functions.
     let rss = sc["memory"]["data"]["rss_bytes"].as_array().unwrap();
     assert!(rss.len() >= 2);
-    let (first, last) = (positive(&rss[0]["rss"], "rss"), positive(&rss[rss.len() - 1]["rss"], "rss"));
+    let (first, last) = (
+        positive(&rss[0]["rss"], "rss"),
+        positive(&rss[rss.len() - 1]["rss"], "rss"),
+    );
     assert!(last >= first, "RSS shrank: {first} → {last}");
 
-    positive(&sc["runtime"]["data"]["geo_mean_in_process"], "runtime geo-mean");
-    positive(&sc["runtime"]["data"]["geo_mean_end_to_end"], "runtime e2e geo-mean");
+    positive(
+        &sc["runtime"]["data"]["geo_mean_in_process"],
+        "runtime geo-mean",
+    );
+    positive(
+        &sc["runtime"]["data"]["geo_mean_end_to_end"],
+        "runtime e2e geo-mean",
+    );
     for f in sc["size"]["data"]["functions"].as_array().unwrap() {
         for k in ["wasm", "precompiled", "native", "min_image"] {
             positive(&f[k], k);
         }
     }
-    positive(&sc["concurrent"]["data"]["open_loop"]["platforms"]["Wisp"]["max_rate"], "max rate");
+    positive(
+        &sc["concurrent"]["data"]["open_loop"]["platforms"]["Wisp"]["max_rate"],
+        "max rate",
+    );
     // Saturation: Wisp and the naive Wasm design both answered without errors.
     let sat = &sc["concurrent"]["data"]["saturation"];
-    for arm in ["hello: Wisp", "hello: naive Wasm (Engine + compile per request)", "hello-http: Wisp"] {
+    for arm in [
+        "hello: Wisp",
+        "hello: naive Wasm (Engine + compile per request)",
+        "hello-http: Wisp",
+    ] {
         positive(&sat[arm]["rps"], arm);
         assert_eq!(sat[arm]["errors"], 0, "{arm} errors: {sat}");
     }
     if wisp_bench::wasmtime_serve::find().is_some() {
-        assert!(sat["wasmtime_version"].as_str().is_some_and(|v| v.contains("wasmtime")), "wasmtime serve not measured: {sat}");
+        assert!(
+            sat["wasmtime_version"]
+                .as_str()
+                .is_some_and(|v| v.contains("wasmtime")),
+            "wasmtime serve not measured: {sat}"
+        );
     }
-    positive(&sc["mixed"]["data"]["io_bound"][0]["throughput"], "I/O-bound throughput");
+    positive(
+        &sc["mixed"]["data"]["io_bound"][0]["throughput"],
+        "I/O-bound throughput",
+    );
 
     // Every target is reported with a verdict or a reason.
     let targets = j["targets"].as_array().unwrap();
     assert!(targets.len() >= 5, "{targets:?}");
 
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
-    for h in ["## Targets", "(`serial`)", "(`cold`)", "(`concurrent`)", "(`mixed`)", "(`memory`)", "(`runtime`)", "(`size`)", "| hello |"] {
+    for h in [
+        "## Targets",
+        "(`serial`)",
+        "(`cold`)",
+        "(`concurrent`)",
+        "(`mixed`)",
+        "(`memory`)",
+        "(`runtime`)",
+        "(`size`)",
+        "| hello |",
+    ] {
         assert!(md.contains(h), "report.md lacks {h:?}:\n{md}");
     }
     assert!(!md.contains("failed"), "a scenario failed:\n{md}");
@@ -105,7 +192,14 @@ fn bench_quick_writes_a_sane_report() {
 
 #[test]
 fn bench_rejects_an_unknown_scenario() {
-    let o = Command::new(wisp_bin()).args(["bench", "--scenario", "nope"]).output().unwrap();
+    let o = Command::new(wisp_bin())
+        .args(["bench", "--scenario", "nope"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown scenario"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown scenario"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

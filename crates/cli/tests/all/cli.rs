@@ -4,7 +4,12 @@ use crate::support::*;
 use std::process::{Command, Output};
 
 fn wisp(server: &Server, args: &[&str]) -> Output {
-    Command::new(wisp_bin()).args(args).env("WISP_SERVER", &server.url).env_remove("WISP_TOKEN").output().unwrap()
+    Command::new(wisp_bin())
+        .args(args)
+        .env("WISP_SERVER", &server.url)
+        .env_remove("WISP_TOKEN")
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -28,18 +33,51 @@ fn deploy_invoke_ls_logs_rollback_rm() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("app v1 deployed"), "{}", stdout(&o));
 
-    let o = wisp(&s, &["deploy", "app", cgi.to_str().unwrap(), "--env", "A=1", "--dir", &dir, "--memory", "64MiB", "--timeout", "3s", "--max-concurrency", "7"]);
+    let o = wisp(
+        &s,
+        &[
+            "deploy",
+            "app",
+            cgi.to_str().unwrap(),
+            "--env",
+            "A=1",
+            "--dir",
+            &dir,
+            "--memory",
+            "64MiB",
+            "--timeout",
+            "3s",
+            "--max-concurrency",
+            "7",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("app v2 deployed"), "{}", stdout(&o));
 
-    let o = wisp(&s, &["invoke", "app", "-d", "payload", "-q", "k=v w", "--path", "/sub", "-v"]);
+    let o = wisp(
+        &s,
+        &[
+            "invoke", "app", "-d", "payload", "-q", "k=v w", "--path", "/sub", "-v",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for want in ["REQUEST_METHOD=POST", "PATH_INFO=/sub", "k=v w", "A=1", "--- body ---\npayload"] {
+    for want in [
+        "REQUEST_METHOD=POST",
+        "PATH_INFO=/sub",
+        "k=v w",
+        "A=1",
+        "--- body ---\npayload",
+    ] {
         assert!(out.contains(want), "missing {want:?}:\n{out}");
     }
     let err = stderr(&o);
-    assert!(err.contains("status:     200") && err.contains("activation: ") && err.contains("cold:       false"), "{err}");
+    assert!(
+        err.contains("status:     200")
+            && err.contains("activation: ")
+            && err.contains("cold:       false"),
+        "{err}"
+    );
 
     let o = wisp(&s, &["invoke", "app", "-q", "read=/data/f.txt"]);
     assert_eq!(stdout(&o), "from dir");
@@ -51,15 +89,38 @@ fn deploy_invoke_ls_logs_rollback_rm() {
     let o = wisp(&s, &["ls"]);
     assert!(o.status.success());
     let t = stdout(&o);
-    assert!(t.contains("NAME") && t.contains("app") && t.contains("64.0 MiB") && t.contains("3s"), "{t}");
+    assert!(
+        t.contains("NAME") && t.contains("app") && t.contains("64.0 MiB") && t.contains("3s"),
+        "{t}"
+    );
     let o = wisp(&s, &["ls", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["functions"][0]["config"]["limits"]["max_concurrency"], 7);
 
     let hh = manifest().get("hello-http").unwrap().wasm.clone();
-    let o = wisp(&s, &["deploy", "hh", hh.to_str().unwrap(), "--allow-outbound", "http://127.0.0.1:9", "--allow-outbound", "https://*.example.com"]);
+    let o = wisp(
+        &s,
+        &[
+            "deploy",
+            "hh",
+            hh.to_str().unwrap(),
+            "--allow-outbound",
+            "http://127.0.0.1:9",
+            "--allow-outbound",
+            "https://*.example.com",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = wisp(&s, &["deploy", "bad", hh.to_str().unwrap(), "--allow-outbound", "example.com"]);
+    let o = wisp(
+        &s,
+        &[
+            "deploy",
+            "bad",
+            hh.to_str().unwrap(),
+            "--allow-outbound",
+            "example.com",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing scheme"), "{}", stderr(&o));
     let o = wisp(&s, &["invoke", "hh", "--path", "/status/202"]);
@@ -75,7 +136,11 @@ fn deploy_invoke_ls_logs_rollback_rm() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let id = v["activations"][0]["id"].as_str().unwrap().to_string();
     let o = wisp(&s, &["logs", "--id", &id]);
-    assert!(stdout(&o).contains("function exited with status 2"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("function exited with status 2"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = wisp(&s, &["rollback", "app"]);
     assert!(stdout(&o).contains("app is now at v1"), "{}", stdout(&o));
@@ -93,45 +158,115 @@ fn cli_errors_are_clear() {
     let s = Server::start();
     let o = wisp(&s, &["deploy", "x", "/no/such/file.wasm"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("reading /no/such/file.wasm"), "{}", stderr(&o));
-    let o = wisp(&s, &["deploy", "x", guest("hello").to_str().unwrap(), "--memory", "12XB"]);
+    assert!(
+        stderr(&o).contains("reading /no/such/file.wasm"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wisp(
+        &s,
+        &[
+            "deploy",
+            "x",
+            guest("hello").to_str().unwrap(),
+            "--memory",
+            "12XB",
+        ],
+    );
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("invalid size unit"), "{}", stderr(&o));
-    let o = Command::new(wisp_bin()).args(["ls", "--server", "http://127.0.0.1:1"]).output().unwrap();
+    let o = Command::new(wisp_bin())
+        .args(["ls", "--server", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot reach the Wisp server"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot reach the Wisp server"),
+        "{}",
+        stderr(&o)
+    );
     let bad = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(bad.path(), b"\0asm\x01\0\0\0\x99garbage").unwrap();
     let o = wisp(&s, &["deploy", "x", bad.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("400") && stderr(&o).contains("invalid WebAssembly module"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("400") && stderr(&o).contains("invalid WebAssembly module"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn run_locally_without_a_server() {
-    let o = Command::new(wisp_bin()).args(["run", guest("hello").to_str().unwrap()]).output().unwrap();
+    let o = Command::new(wisp_bin())
+        .args(["run", guest("hello").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "Hello, world!\n");
 
     let o = Command::new(wisp_bin())
-        .args(["run", guest("test-cgi").to_str().unwrap(), "-d", "body!", "--env", "E=1", "-q", "status=404", "-i"])
+        .args([
+            "run",
+            guest("test-cgi").to_str().unwrap(),
+            "-d",
+            "body!",
+            "--env",
+            "E=1",
+            "-q",
+            "status=404",
+            "-i",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "a 404 answer exits 1");
     let t = stdout(&o);
     assert!(t.starts_with("Status: 404\n"), "{t}");
-    assert!(t.contains("E=1") && t.contains("--- body ---\nbody!"), "{t}");
+    assert!(
+        t.contains("E=1") && t.contains("--- body ---\nbody!"),
+        "{t}"
+    );
 
     // A wasi:http component runs locally too.
     let hh = manifest().get("hello-http").unwrap().wasm.clone();
-    let o = Command::new(wisp_bin()).args(["run", hh.to_str().unwrap(), "-i", "--path", "/status/201"]).output().unwrap();
+    let o = Command::new(wisp_bin())
+        .args(["run", hh.to_str().unwrap(), "-i", "--path", "/status/201"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("Status: 201\n") && stdout(&o).contains("x-wisp-test: yes"), "{}", stdout(&o));
-    let o = Command::new(wisp_bin()).args(["run", hh.to_str().unwrap(), "--path", "/fetch", "-q", "url=http://127.0.0.1:1/"]).output().unwrap();
+    assert!(
+        stdout(&o).starts_with("Status: 201\n") && stdout(&o).contains("x-wisp-test: yes"),
+        "{}",
+        stdout(&o)
+    );
+    let o = Command::new(wisp_bin())
+        .args([
+            "run",
+            hh.to_str().unwrap(),
+            "--path",
+            "/fetch",
+            "-q",
+            "url=http://127.0.0.1:1/",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("HttpRequestDenied") && stderr(&o).contains("denied"), "{} / {}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("HttpRequestDenied") && stderr(&o).contains("denied"),
+        "{} / {}",
+        stdout(&o),
+        stderr(&o)
+    );
 
-    let o = Command::new(wisp_bin()).args(["run", guest("test-spin").to_str().unwrap(), "--timeout", "300ms"]).output().unwrap();
+    let o = Command::new(wisp_bin())
+        .args([
+            "run",
+            guest("test-spin").to_str().unwrap(),
+            "--timeout",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("timeout"), "{}", stderr(&o));
 }
@@ -140,10 +275,21 @@ fn run_locally_without_a_server() {
 fn compile_writes_a_precompiled_artifact() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hello.cwasm");
-    let o = Command::new(wisp_bin()).args(["compile", guest("hello").to_str().unwrap(), "-o", out.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(wisp_bin())
+        .args([
+            "compile",
+            guest("hello").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let art = std::fs::read(&out).unwrap();
-    assert!(art.starts_with(b"\x7fELF"), "a precompiled artifact is an ELF image");
+    assert!(
+        art.starts_with(b"\x7fELF"),
+        "a precompiled artifact is an ELF image"
+    );
     // Deploying a precompiled artifact is refused: Wisp never trusts foreign native code.
     let s = Server::start();
     let o = wisp(&s, &["deploy", "x", out.to_str().unwrap()]);

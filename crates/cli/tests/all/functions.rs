@@ -29,12 +29,20 @@ const fn q(query: &'static str) -> Case {
 }
 
 const fn qb(query: &'static str, body: &'static [u8]) -> Case {
-    Case { query, body: Some(body) }
+    Case {
+        query,
+        body: Some(body),
+    }
 }
 
 /// Run the native build the way the host runs the wasm one. Paths under
 /// `/data` become the granted host directory.
-fn run_native(exe: &Path, case: &Case, host_dir: Option<&Path>, host: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+fn run_native(
+    exe: &Path,
+    case: &Case,
+    host_dir: Option<&Path>,
+    host: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let query = match host_dir {
         Some(d) => case.query.replace("/data", d.to_str().unwrap()),
         None => case.query.to_string(),
@@ -45,7 +53,10 @@ fn run_native(exe: &Path, case: &Case, host_dir: Option<&Path>, host: &str) -> (
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::HOST, host.parse().unwrap());
     if case.body.is_some() {
-        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
     }
     let env = build_cgi_env(
         &CgiRequest {
@@ -84,8 +95,14 @@ fn run_native(exe: &Path, case: &Case, host_dir: Option<&Path>, host: &str) -> (
 }
 
 async fn golden(name: &str, data: Data, cases: &[Case]) {
-    let built = manifest().get(name).unwrap_or_else(|| panic!("{name} not built")).clone();
-    let native = built.native.clone().expect("native build (run scripts/build-functions without --wasm-only)");
+    let built = manifest()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} not built"))
+        .clone();
+    let native = built
+        .native
+        .clone()
+        .expect("native build (run scripts/build-functions without --wasm-only)");
     let s = Server::start();
     let c = s.client();
     for (i, case) in cases.iter().enumerate() {
@@ -98,22 +115,50 @@ async fn golden(name: &str, data: Data, cases: &[Case]) {
             Data::Scratch => (Some(wasm_scratch.path()), Some(native_scratch.path())),
         };
         let config = match wasm_dir {
-            Some(d) => json!({"dirs": [{"host": d.to_str().unwrap(), "guest": "/data", "read_only": data == Data::Inputs}],
-                              "limits": {"timeout_ms": 120000}}),
+            Some(d) => {
+                json!({"dirs": [{"host": d.to_str().unwrap(), "guest": "/data", "read_only": data == Data::Inputs}],
+                              "limits": {"timeout_ms": 120000}})
+            }
             None => json!({"limits": {"timeout_ms": 120000}}),
         };
         let fname = format!("{name}-{i}");
         let r = deploy(&c, &fname, &std::fs::read(&built.wasm).unwrap(), config).await;
         assert!(r.status.is_success(), "deploy {name}: {}", r.text());
-        let path = if case.query.is_empty() { format!("/fn/{fname}") } else { format!("/fn/{fname}?{}", case.query) };
+        let path = if case.query.is_empty() {
+            format!("/fn/{fname}")
+        } else {
+            format!("/fn/{fname}?{}", case.query)
+        };
         let r = match case.body {
-            Some(b) => c.send(Method::POST, &path, &[("content-type", "application/octet-stream")], b.to_vec()).await.unwrap(),
+            Some(b) => c
+                .send(
+                    Method::POST,
+                    &path,
+                    &[("content-type", "application/octet-stream")],
+                    b.to_vec(),
+                )
+                .await
+                .unwrap(),
             None => c.get(&path).await.unwrap(),
         };
-        let (nstatus, nheaders, nbody) = run_native(&native, case, native_dir, s.url.trim_start_matches("http://"));
+        let (nstatus, nheaders, nbody) = run_native(
+            &native,
+            case,
+            native_dir,
+            s.url.trim_start_matches("http://"),
+        );
         let what = format!("{name} ?{} (case {i})", case.query);
-        assert_eq!(r.status.as_u16(), nstatus, "{what}: status; wasm body: {}", r.text());
-        assert!(nstatus < 400, "{what}: native answered {nstatus}: {}", String::from_utf8_lossy(&nbody));
+        assert_eq!(
+            r.status.as_u16(),
+            nstatus,
+            "{what}: status; wasm body: {}",
+            r.text()
+        );
+        assert!(
+            nstatus < 400,
+            "{what}: native answered {nstatus}: {}",
+            String::from_utf8_lossy(&nbody)
+        );
         if r.body[..] != nbody[..] {
             panic!(
                 "{what}: wasm and native answers differ\n wasm ({} B): {:?}\n native ({} B): {:?}",
@@ -140,33 +185,113 @@ macro_rules! golden {
 }
 
 golden!(hello, "hello", Data::None, [q("")]);
-golden!(echo, "echo", Data::None, [q(""), qb("a=1&b=two+words", b"some body")]);
+golden!(
+    echo,
+    "echo",
+    Data::None,
+    [q(""), qb("a=1&b=two+words", b"some body")]
+);
 golden!(fibonacci, "fibonacci", Data::None, [q(""), q("n=20")]);
-golden!(hash, "hash", Data::None, [q(""), q("iterations=10&input=abc")]);
-golden!(prime_numbers, "prime-numbers", Data::None, [q(""), q("n=10000")]);
+golden!(
+    hash,
+    "hash",
+    Data::None,
+    [q(""), q("iterations=10&input=abc")]
+);
+golden!(
+    prime_numbers,
+    "prime-numbers",
+    Data::None,
+    [q(""), q("n=10000")]
+);
 golden!(n_body, "n-body", Data::None, [q(""), q("steps=100")]);
-golden!(float_operation, "float-operation", Data::None, [q(""), q("n=1000")]);
+golden!(
+    float_operation,
+    "float-operation",
+    Data::None,
+    [q(""), q("n=1000")]
+);
 golden!(matmul, "matmul", Data::None, [q(""), q("dimensions=50")]);
-golden!(linear_equations, "linear-equations", Data::None, [q(""), q("unknowns=128")]);
+golden!(
+    linear_equations,
+    "linear-equations",
+    Data::None,
+    [q(""), q("unknowns=128")]
+);
 golden!(aes, "aes", Data::None, [q(""), q("length=64&iterations=3")]);
-golden!(checksum, "checksum", Data::Inputs, [qb("", b"checksum me"), q("file=/data/files/random-1m.bin")]);
-golden!(fuzzysearch, "fuzzysearch", Data::Inputs, [q("file=/data/text/corpus.txt"), qb("search=fox", b"The quick brown fox; a fax; the fix.")]);
-golden!(whatlang, "whatlang", Data::None, [q(""), q("text=Das+ist+ein+kurzer+Satz+in+deutscher+Sprache")]);
-golden!(audio_sine_wave, "audio-sine-wave", Data::None, [q(""), q("freq=880&duration=1")]);
-golden!(zip_compression, "zip-compression", Data::Inputs, [q("dir=/data/files"), q("dir=/data/text")]);
-golden!(diskio, "diskio", Data::Scratch, [q("dir=/data"), q("dir=/data&lines=1000")]);
-golden!(image_processing, "image-processing", Data::Inputs, [q("file=/data/images/input.png"), q("file=/data/images/input.png&width=200&height=100&angle=90")]);
+golden!(
+    checksum,
+    "checksum",
+    Data::Inputs,
+    [qb("", b"checksum me"), q("file=/data/files/random-1m.bin")]
+);
+golden!(
+    fuzzysearch,
+    "fuzzysearch",
+    Data::Inputs,
+    [
+        q("file=/data/text/corpus.txt"),
+        qb("search=fox", b"The quick brown fox; a fax; the fix.")
+    ]
+);
+golden!(
+    whatlang,
+    "whatlang",
+    Data::None,
+    [
+        q(""),
+        q("text=Das+ist+ein+kurzer+Satz+in+deutscher+Sprache")
+    ]
+);
+golden!(
+    audio_sine_wave,
+    "audio-sine-wave",
+    Data::None,
+    [q(""), q("freq=880&duration=1")]
+);
+golden!(
+    zip_compression,
+    "zip-compression",
+    Data::Inputs,
+    [q("dir=/data/files"), q("dir=/data/text")]
+);
+golden!(
+    diskio,
+    "diskio",
+    Data::Scratch,
+    [q("dir=/data"), q("dir=/data&lines=1000")]
+);
+golden!(
+    image_processing,
+    "image-processing",
+    Data::Inputs,
+    [
+        q("file=/data/images/input.png"),
+        q("file=/data/images/input.png&width=200&height=100&angle=90")
+    ]
+);
 golden!(counter, "counter", Data::None, [q("")]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_needing_a_directory_fail_clearly_without_one() {
     let s = Server::start();
     let c = s.client();
-    for (name, query) in [("diskio", ""), ("zip-compression", "dir=/data/files"), ("checksum", "file=/data/files/random-1m.bin")] {
-        deploy(&c, name, &std::fs::read(guest(name)).unwrap(), json!({})).await.ok().unwrap();
+    for (name, query) in [
+        ("diskio", ""),
+        ("zip-compression", "dir=/data/files"),
+        ("checksum", "file=/data/files/random-1m.bin"),
+    ] {
+        deploy(&c, name, &std::fs::read(guest(name)).unwrap(), json!({}))
+            .await
+            .ok()
+            .unwrap();
         let r = c.get(&format!("/fn/{name}?{query}")).await.unwrap();
         assert_eq!(r.status, 500, "{name}: {}", r.text());
-        assert!(r.text().contains("no directory is granted at /data"), "{name}: {}", r.text());
+        assert!(
+            r.text().contains("no directory is granted at /data"),
+            "{name}: {}",
+            r.text()
+        );
     }
 }
 
@@ -174,11 +299,33 @@ async fn functions_needing_a_directory_fail_clearly_without_one() {
 fn every_function_has_a_golden_test() {
     // A new function without a golden case breaks this test.
     let covered = [
-        "hello", "echo", "fibonacci", "hash", "prime-numbers", "n-body", "float-operation", "matmul", "linear-equations",
-        "aes", "checksum", "fuzzysearch", "whatlang", "audio-sine-wave", "zip-compression", "diskio", "image-processing",
+        "hello",
+        "echo",
+        "fibonacci",
+        "hash",
+        "prime-numbers",
+        "n-body",
+        "float-operation",
+        "matmul",
+        "linear-equations",
+        "aes",
+        "checksum",
+        "fuzzysearch",
+        "whatlang",
+        "audio-sine-wave",
+        "zip-compression",
+        "diskio",
+        "image-processing",
         "counter",
     ];
-    let fixtures = ["sleep", "test-cgi", "test-empty", "test-membomb", "test-spin", "test-stack"];
+    let fixtures = [
+        "sleep",
+        "test-cgi",
+        "test-empty",
+        "test-membomb",
+        "test-spin",
+        "test-stack",
+    ];
     for (name, b) in manifest() {
         if b.abi == "http" {
             continue; // components are covered by tests/all/http.rs

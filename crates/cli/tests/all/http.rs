@@ -8,7 +8,9 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn component(name: &str) -> Vec<u8> {
-    let b = manifest().get(name).unwrap_or_else(|| panic!("{name} not built"));
+    let b = manifest()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} not built"));
     assert_eq!(b.abi, "http");
     std::fs::read(&b.wasm).unwrap()
 }
@@ -17,7 +19,13 @@ fn component(name: &str) -> Vec<u8> {
 async fn component_round_trip_status_headers_and_streams() {
     let s = Server::start();
     let c = s.client();
-    let r = deploy(&c, "hh", &component("hello-http"), json!({"env": {"GREETING": "hej"}})).await;
+    let r = deploy(
+        &c,
+        "hh",
+        &component("hello-http"),
+        json!({"env": {"GREETING": "hej"}}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json().unwrap()["abi"], "http");
 
@@ -34,7 +42,15 @@ async fn component_round_trip_status_headers_and_streams() {
     assert_eq!(r.text(), "status 418\n");
 
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let r = c.send(Method::POST, "/fn/hh/echo", &[("content-type", "application/x-test")], body.clone()).await.unwrap();
+    let r = c
+        .send(
+            Method::POST,
+            "/fn/hh/echo",
+            &[("content-type", "application/x-test")],
+            body.clone(),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-echo-method"), Some("POST"));
     assert_eq!(r.header("content-type"), Some("application/x-test"));
@@ -44,15 +60,30 @@ async fn component_round_trip_status_headers_and_streams() {
     let r = c.get("/fn/hh/stream?chunks=16&size=65536").await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 16 * 65536);
-    assert!(r.body.chunks(65536).enumerate().all(|(i, ch)| ch.iter().all(|&b| b == b'a' + (i % 26) as u8)));
+    assert!(
+        r.body
+            .chunks(65536)
+            .enumerate()
+            .all(|(i, ch)| ch.iter().all(|&b| b == b'a' + (i % 26) as u8))
+    );
 
     // Only granted env reaches the component.
-    assert_eq!(c.get("/fn/hh/env?name=GREETING").await.unwrap().text(), "hej");
+    assert_eq!(
+        c.get("/fn/hh/env?name=GREETING").await.unwrap().text(),
+        "hej"
+    );
     assert_eq!(c.get("/fn/hh/env?name=PATH").await.unwrap().text(), "unset");
     assert_eq!(c.get("/fn/hh/nope").await.unwrap().status, 404);
 
     // Activations are recorded once the instance is done.
-    let l = c.get("/v1/activations?function=hh&limit=100").await.unwrap().ok().unwrap().json().unwrap();
+    let l = c
+        .get("/v1/activations?function=hh&limit=100")
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
     let acts = l["activations"].as_array().unwrap();
     assert_eq!(acts.len(), 7, "{l}");
     assert!(acts.iter().any(|a| a["http_status"] == 418));
@@ -64,7 +95,10 @@ async fn component_round_trip_status_headers_and_streams() {
 async fn component_and_command_side_by_side() {
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "hh", &component("hello-http"), json!({})).await.ok().unwrap();
+    deploy(&c, "hh", &component("hello-http"), json!({}))
+        .await
+        .ok()
+        .unwrap();
     deploy_guest(&c, "hello", "hello").await;
     deploy_guest(&c, "counter", "counter").await;
     let futs = (0..30).map(|i| {
@@ -76,12 +110,31 @@ async fn component_and_command_side_by_side() {
     });
     for (k, r) in futures::future::join_all(futs).await {
         assert_eq!(r.status, 200);
-        let want = ["Hello from a wasi:http component!\n", "Hello, world!\n", "1\n"][k];
+        let want = [
+            "Hello from a wasi:http component!\n",
+            "Hello, world!\n",
+            "1\n",
+        ][k];
         assert_eq!(r.text(), want);
     }
-    let l = c.get("/v1/functions").await.unwrap().ok().unwrap().json().unwrap();
-    let abis: Vec<_> = l["functions"].as_array().unwrap().iter().map(|f| f["abi"].as_str().unwrap().to_string()).collect();
-    assert!(abis.contains(&"http".into()) && abis.contains(&"command".into()), "{abis:?}");
+    let l = c
+        .get("/v1/functions")
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    let abis: Vec<_> = l["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["abi"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        abis.contains(&"http".into()) && abis.contains(&"command".into()),
+        "{abis:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,13 +146,25 @@ async fn outbound_allow_list_against_real_nginx() {
     let s = Server::start();
     let c = s.client();
     let allowed = format!("http://127.0.0.1:{}", ng.port);
-    let r = deploy(&c, "hh", &component("hello-http"), json!({"allowed_outbound_hosts": [allowed]})).await;
+    let r = deploy(
+        &c,
+        "hh",
+        &component("hello-http"),
+        json!({"allowed_outbound_hosts": [allowed]}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    deploy(&c, "closed", &component("hello-http"), json!({})).await.ok().unwrap();
+    deploy(&c, "closed", &component("hello-http"), json!({}))
+        .await
+        .ok()
+        .unwrap();
 
     // Allowed: scheme, host and port match. Twice, to exercise the pool.
     for _ in 0..2 {
-        let r = c.get(&format!("/fn/hh/fetch?url={}/hello.txt", ng.url())).await.unwrap();
+        let r = c
+            .get(&format!("/fn/hh/fetch?url={}/hello.txt", ng.url()))
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.text(), "status 200\nfrom nginx\n");
     }
@@ -111,16 +176,42 @@ async fn outbound_allow_list_against_real_nginx() {
     ] {
         let r = c.get(&format!("/fn/hh/fetch?url={url}")).await.unwrap();
         assert_eq!(r.status, 502, "{url}: {}", r.text());
-        assert!(r.text().contains("HttpRequestDenied"), "{url}: {}", r.text());
+        assert!(
+            r.text().contains("HttpRequestDenied"),
+            "{url}: {}",
+            r.text()
+        );
         let id = r.header("wisp-activation-id").unwrap().to_string();
-        let a = c.get(&format!("/v1/activations/{id}")).await.unwrap().ok().unwrap().json().unwrap();
-        assert!(a["log"].as_str().unwrap_or("").contains("denied: not in allowed_outbound_hosts"), "{a}");
+        let a = c
+            .get(&format!("/v1/activations/{id}"))
+            .await
+            .unwrap()
+            .ok()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(
+            a["log"]
+                .as_str()
+                .unwrap_or("")
+                .contains("denied: not in allowed_outbound_hosts"),
+            "{a}"
+        );
     }
-    let r = c.get(&format!("/fn/closed/fetch?url={}/hello.txt", ng.url())).await.unwrap();
+    let r = c
+        .get(&format!("/fn/closed/fetch?url={}/hello.txt", ng.url()))
+        .await
+        .unwrap();
     assert_eq!(r.status, 502);
     assert!(r.text().contains("HttpRequestDenied"));
     // Bad patterns are refused at deploy.
-    let r = deploy(&c, "bad", &component("hello-http"), json!({"allowed_outbound_hosts": ["ftp://x"]})).await;
+    let r = deploy(
+        &c,
+        "bad",
+        &component("hello-http"),
+        json!({"allowed_outbound_hosts": ["ftp://x"]}),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("scheme"), "{}", r.text());
 }
@@ -143,15 +234,27 @@ async fn outbound_to_a_dead_host_fails_within_the_timeout() {
     .await
     .ok()
     .unwrap();
-    let r = c.get(&format!("/fn/hh/fetch?url=http://127.0.0.1:{dead}/x")).await.unwrap();
+    let r = c
+        .get(&format!("/fn/hh/fetch?url=http://127.0.0.1:{dead}/x"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("ConnectionRefused"), "{}", r.text());
 
     let t = Instant::now();
-    let r = c.get(&format!("/fn/hh/fetch?url=http://127.0.0.1:{silent_port}/x")).await.unwrap();
+    let r = c
+        .get(&format!(
+            "/fn/hh/fetch?url=http://127.0.0.1:{silent_port}/x"
+        ))
+        .await
+        .unwrap();
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(error_code(&r), "timeout");
-    assert!(t.elapsed() < Duration::from_millis(3500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        t.elapsed()
+    );
     drop(silent);
     // The function and the server are fine afterwards.
     assert_eq!(c.get("/fn/hh").await.unwrap().status, 200);
@@ -170,10 +273,19 @@ async fn limits_apply_to_components() {
     .await
     .ok()
     .unwrap();
-    let r = c.send(Method::POST, "/fn/hh/echo", &[], vec![b'x'; 2048]).await.unwrap();
+    let r = c
+        .send(Method::POST, "/fn/hh/echo", &[], vec![b'x'; 2048])
+        .await
+        .unwrap();
     assert_eq!(r.status, 413);
     assert_eq!(error_code(&r), "payload_too_large");
-    assert_eq!(c.send(Method::POST, "/fn/hh/echo", &[], vec![b'x'; 1024]).await.unwrap().status, 200);
+    assert_eq!(
+        c.send(Method::POST, "/fn/hh/echo", &[], vec![b'x'; 1024])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 
     // Concurrency: one slot, no queue. Hold it with a slow outbound call.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -189,7 +301,11 @@ async fn limits_apply_to_components() {
     assert!(r.status.is_success(), "{}", r.text());
     let slow = {
         let c = c.clone();
-        tokio::spawn(async move { c.get(&format!("/fn/hh/fetch?url=http://127.0.0.1:{port}/")).await.unwrap() })
+        tokio::spawn(async move {
+            c.get(&format!("/fn/hh/fetch?url=http://127.0.0.1:{port}/"))
+                .await
+                .unwrap()
+        })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = c.get("/fn/hh").await.unwrap();
@@ -218,7 +334,12 @@ async fn fuzzysearch_reads_its_text_from_object_storage() {
     // Same answer as the command-module fuzzysearch on the same file.
     deploy(&c, "fz-local", &std::fs::read(guest("fuzzysearch")).unwrap(),
         json!({"dirs": [{"host": inputs().to_str().unwrap(), "guest": "/data", "read_only": true}]})).await.ok().unwrap();
-    let local = c.get("/fn/fz-local?file=/data/text/corpus.txt").await.unwrap().json().unwrap();
+    let local = c
+        .get("/fn/fz-local?file=/data/text/corpus.txt")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(got["matches"], local["matches"], "{got} vs {local}");
     assert_eq!(got["exact"], local["exact"]);
     assert_eq!(got["exact"], 250);
@@ -241,20 +362,32 @@ async fn user_manager_writes_to_a_database_service() {
     .await
     .ok()
     .unwrap();
-    let r = c.send(Method::POST, "/fn/um?entries=3", &[], "").await.unwrap();
+    let r = c
+        .send(Method::POST, "/fn/um?entries=3", &[], "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json().unwrap();
     let created = v["created"].as_array().unwrap();
     assert_eq!(created.len(), 3);
     for rec in created {
         let id = rec["id"].as_str().unwrap();
-        let stored = std::fs::read_to_string(ng.db_dir().join("users").join(format!("{id}.json"))).unwrap();
+        let stored =
+            std::fs::read_to_string(ng.db_dir().join("users").join(format!("{id}.json"))).unwrap();
         let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
-        assert_eq!(&stored, rec, "the database holds what the function answered");
+        assert_eq!(
+            &stored, rec,
+            "the database holds what the function answered"
+        );
         assert!(rec["email"].as_str().unwrap().contains('@'));
     }
     // Deterministic for a seed.
-    let again = c.send(Method::POST, "/fn/um?entries=3", &[], "").await.unwrap().json().unwrap();
+    let again = c
+        .send(Method::POST, "/fn/um?entries=3", &[], "")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(again["created"], v["created"]);
 }
 
@@ -263,7 +396,10 @@ async fn hello_http_answers_the_same_on_wasmtime_serve() {
     let Some(wasmtime) = wisp_bench::wasmtime_serve::find() else {
         // .ci/run installs wasmtime-cli 48.0.8; a developer machine may not have it.
         eprintln!("wasmtime not on PATH: skipping the portability comparison");
-        assert!(std::env::var("CI").is_err(), "CI must have wasmtime installed");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have wasmtime installed"
+        );
         return;
     };
     let wasm = manifest().get("hello-http").unwrap().wasm.clone();
@@ -283,10 +419,30 @@ async fn hello_http_answers_the_same_on_wasmtime_serve() {
     let ws = wisp_cli::client::Client::new(&format!("http://127.0.0.1:{port}"), None);
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "hh", &component("hello-http"), json!({})).await.ok().unwrap();
-    for (path, method, body) in [("/", Method::GET, ""), ("/status/418", Method::GET, ""), ("/echo", Method::POST, "portable body"), ("/stream?chunks=3&size=10", Method::GET, ""), ("/missing", Method::GET, "")] {
-        let a = ws.send(method.clone(), path, &[("content-type", "text/x-p")], body).await.unwrap();
-        let b = c.send(method, &format!("/fn/hh{path}"), &[("content-type", "text/x-p")], body).await.unwrap();
+    deploy(&c, "hh", &component("hello-http"), json!({}))
+        .await
+        .ok()
+        .unwrap();
+    for (path, method, body) in [
+        ("/", Method::GET, ""),
+        ("/status/418", Method::GET, ""),
+        ("/echo", Method::POST, "portable body"),
+        ("/stream?chunks=3&size=10", Method::GET, ""),
+        ("/missing", Method::GET, ""),
+    ] {
+        let a = ws
+            .send(method.clone(), path, &[("content-type", "text/x-p")], body)
+            .await
+            .unwrap();
+        let b = c
+            .send(
+                method,
+                &format!("/fn/hh{path}"),
+                &[("content-type", "text/x-p")],
+                body,
+            )
+            .await
+            .unwrap();
         assert_eq!(a.status, b.status, "{path}");
         assert_eq!(a.body, b.body, "{path}");
         for h in ["content-type", "x-wisp-test", "x-echo-method"] {

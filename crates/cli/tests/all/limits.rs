@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 async fn infinite_loop_times_out_while_neighbours_keep_answering() {
     let s = Server::start();
     let c = s.client();
-    let r = deploy(&c, "spin", &read_guest("test-spin"), json!({"limits": {"timeout_ms": 1000}})).await;
+    let r = deploy(
+        &c,
+        "spin",
+        &read_guest("test-spin"),
+        json!({"limits": {"timeout_ms": 1000}}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     deploy_guest(&c, "hello", "hello").await;
 
@@ -33,19 +39,36 @@ async fn infinite_loop_times_out_while_neighbours_keep_answering() {
         let r = c.get("/fn/hello").await.unwrap();
         assert_eq!(r.status, 200);
     }
-    assert!(t.elapsed() < Duration::from_millis(900), "hello starved by spinning guests: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "hello starved by spinning guests: {:?}",
+        t.elapsed()
+    );
     for h in spins {
         let (r, elapsed) = h.await.unwrap();
         assert_eq!(r.status, 504);
         assert_eq!(error_code(&r), "timeout");
         // Client side, with slack for a loaded CI machine.
-        assert!(elapsed < Duration::from_millis(2500), "504 took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(2500),
+            "504 took {elapsed:?}"
+        );
         // Server side: the deadline is enforced within timeout + 200 ms.
         let id = r.header("wisp-activation-id").unwrap();
-        let a = c.get(&format!("/v1/activations/{id}")).await.unwrap().ok().unwrap().json().unwrap();
+        let a = c
+            .get(&format!("/v1/activations/{id}"))
+            .await
+            .unwrap()
+            .ok()
+            .unwrap()
+            .json()
+            .unwrap();
         assert_eq!(a["status"], "timeout");
         let run_ms = a["run_us"].as_u64().unwrap() / 1000;
-        assert!((1000..1200).contains(&run_ms), "timeout enforced after {run_ms} ms");
+        assert!(
+            (1000..1200).contains(&run_ms),
+            "timeout enforced after {run_ms} ms"
+        );
     }
     // Still healthy afterwards.
     assert_eq!(c.get("/fn/hello").await.unwrap().status, 200);
@@ -55,11 +78,23 @@ async fn infinite_loop_times_out_while_neighbours_keep_answering() {
 async fn sleeping_guest_times_out_too() {
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "sleep", &read_guest("sleep"), json!({"limits": {"timeout_ms": 300}})).await.ok().unwrap();
+    deploy(
+        &c,
+        "sleep",
+        &read_guest("sleep"),
+        json!({"limits": {"timeout_ms": 300}}),
+    )
+    .await
+    .ok()
+    .unwrap();
     let t = Instant::now();
     let r = c.get("/fn/sleep?ms=5000").await.unwrap();
     assert_eq!(r.status, 504);
-    assert!(t.elapsed() < Duration::from_millis(2000), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        t.elapsed()
+    );
     let r = c.get("/fn/sleep?ms=10").await.unwrap();
     assert_eq!(r.text(), "slept 10 ms\n");
 }
@@ -68,18 +103,43 @@ async fn sleeping_guest_times_out_too() {
 async fn memory_bomb_and_stack_overflow_fail_cleanly() {
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "bomb", &read_guest("test-membomb"), json!({"limits": {"memory_bytes": 64u64 << 20}})).await.ok().unwrap();
+    deploy(
+        &c,
+        "bomb",
+        &read_guest("test-membomb"),
+        json!({"limits": {"memory_bytes": 64u64 << 20}}),
+    )
+    .await
+    .ok()
+    .unwrap();
     deploy_guest(&c, "stack", "test-stack").await;
     deploy_guest(&c, "hello", "hello").await;
 
     let r = c.get("/fn/bomb").await.unwrap();
     assert_eq!(r.status, 500);
     assert_eq!(error_code(&r), "trap");
-    let msg = r.json().unwrap()["error"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("out of memory") && msg.contains("67108864"), "{msg}");
+    let msg = r.json().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("out of memory") && msg.contains("67108864"),
+        "{msg}"
+    );
     let id = r.header("wisp-activation-id").unwrap();
-    let a = c.get(&format!("/v1/activations/{id}")).await.unwrap().ok().unwrap().json().unwrap();
-    assert!(a["log"].as_str().unwrap().contains("allocated 48 MiB"), "{}", a["log"]);
+    let a = c
+        .get(&format!("/v1/activations/{id}"))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        a["log"].as_str().unwrap().contains("allocated 48 MiB"),
+        "{}",
+        a["log"]
+    );
 
     let r = c.get("/fn/stack").await.unwrap();
     assert_eq!(r.status, 500);
@@ -102,13 +162,24 @@ async fn memory_bomb_and_stack_overflow_fail_cleanly() {
 async fn body_and_response_size_limits() {
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "cgi", &read_guest("test-cgi"), json!({"limits": {"max_body_bytes": 1024, "max_response_bytes": 1 << 20}}))
+    deploy(
+        &c,
+        "cgi",
+        &read_guest("test-cgi"),
+        json!({"limits": {"max_body_bytes": 1024, "max_response_bytes": 1 << 20}}),
+    )
+    .await
+    .ok()
+    .unwrap();
+    let r = c
+        .send(Method::POST, "/fn/cgi", &[], vec![b'a'; 1024])
         .await
-        .ok()
         .unwrap();
-    let r = c.send(Method::POST, "/fn/cgi", &[], vec![b'a'; 1024]).await.unwrap();
     assert_eq!(r.status, 200);
-    let r = c.send(Method::POST, "/fn/cgi", &[], vec![b'a'; 1025]).await.unwrap();
+    let r = c
+        .send(Method::POST, "/fn/cgi", &[], vec![b'a'; 1025])
+        .await
+        .unwrap();
     assert_eq!(r.status, 413);
     assert_eq!(error_code(&r), "payload_too_large");
 
@@ -124,10 +195,15 @@ async fn body_and_response_size_limits() {
 async fn over_concurrency_is_refused_with_retry_after() {
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "slow", &read_guest("sleep"), json!({"limits": {"max_concurrency": 1, "max_queue": 1, "queue_timeout_ms": 300}}))
-        .await
-        .ok()
-        .unwrap();
+    deploy(
+        &c,
+        "slow",
+        &read_guest("sleep"),
+        json!({"limits": {"max_concurrency": 1, "max_queue": 1, "queue_timeout_ms": 300}}),
+    )
+    .await
+    .ok()
+    .unwrap();
     let first = {
         let c = c.clone();
         tokio::spawn(async move { c.get("/fn/slow?ms=1500").await.unwrap() })
@@ -150,7 +226,11 @@ async fn over_concurrency_is_refused_with_retry_after() {
     assert_eq!(first.await.unwrap().status, 200);
     // Free again.
     assert_eq!(c.get("/fn/slow?ms=1").await.unwrap().status, 200);
-    assert_eq!(s.metric("wisp_invocations_total{function=\"slow\",status=\"rejected\"}").await, 2.0);
+    assert_eq!(
+        s.metric("wisp_invocations_total{function=\"slow\",status=\"rejected\"}")
+            .await,
+        2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +238,15 @@ async fn a_thousand_concurrent_sleepers_share_two_cores() {
     raise_nofile();
     let s = Server::start();
     let c = s.client();
-    deploy(&c, "sleep", &read_guest("sleep"), json!({"limits": {"max_concurrency": 1000}})).await.ok().unwrap();
+    deploy(
+        &c,
+        "sleep",
+        &read_guest("sleep"),
+        json!({"limits": {"max_concurrency": 1000}}),
+    )
+    .await
+    .ok()
+    .unwrap();
     let t = Instant::now();
     let futs = (0..1000).map(|_| {
         let c = c.clone();
@@ -166,16 +254,30 @@ async fn a_thousand_concurrent_sleepers_share_two_cores() {
     });
     let rs = futures::future::join_all(futs).await;
     let elapsed = t.elapsed();
-    let ok = rs.iter().filter(|r| matches!(r, Ok(r) if r.status == 200 && r.text() == "slept 2000 ms\n")).count();
-    assert_eq!(ok, 1000, "first failure: {:?}", rs.iter().find(|r| !matches!(r, Ok(r) if r.status == 200)));
+    let ok = rs
+        .iter()
+        .filter(|r| matches!(r, Ok(r) if r.status == 200 && r.text() == "slept 2000 ms\n"))
+        .count();
+    assert_eq!(
+        ok,
+        1000,
+        "first failure: {:?}",
+        rs.iter().find(|r| !matches!(r, Ok(r) if r.status == 200))
+    );
     // Served one after another this would take 2000 s, and thread-per-request
     // on 2 cores 1000 s; overlapping sleeps take a little over 2 s.
-    assert!(elapsed < Duration::from_secs(20), "1000 sleepers took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "1000 sleepers took {elapsed:?}"
+    );
 }
 
 fn raise_nofile() {
     unsafe {
-        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
             l.rlim_cur = l.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &l);

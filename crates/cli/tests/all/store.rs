@@ -35,25 +35,61 @@ async fn restart_serves_everything_without_recompiling() {
     let c = s.client();
     deploy_guest(&c, "hello", "hello").await;
     deploy_guest(&c, "counter", "counter").await;
-    deploy(&c, "cgi", &read_guest("test-cgi"), json!({"env": {"K": "v"}})).await.ok().unwrap();
+    deploy(
+        &c,
+        "cgi",
+        &read_guest("test-cgi"),
+        json!({"env": {"K": "v"}}),
+    )
+    .await
+    .ok()
+    .unwrap();
     deploy_guest(&c, "cgi", "hello").await; // v2
-    c.send(Method::POST, "/v1/functions/cgi/rollback", &[], "").await.unwrap().ok().unwrap(); // back to v1
+    c.send(Method::POST, "/v1/functions/cgi/rollback", &[], "")
+        .await
+        .unwrap()
+        .ok()
+        .unwrap(); // back to v1
     assert_eq!(s.metric("wisp_compilations_total").await, 3.0);
 
     s.restart();
     let c = s.client();
-    let l = c.get("/v1/functions").await.unwrap().ok().unwrap().json().unwrap();
+    let l = c
+        .get("/v1/functions")
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(l["functions"].as_array().unwrap().len(), 3);
     let r = c.get("/fn/hello").await.unwrap();
     assert_eq!(r.text(), "Hello, world!\n");
-    assert_eq!(r.header("wisp-cold"), Some("true"), "first request after restart maps the artifact");
-    assert_eq!(c.get("/fn/hello").await.unwrap().header("wisp-cold"), Some("false"));
+    assert_eq!(
+        r.header("wisp-cold"),
+        Some("true"),
+        "first request after restart maps the artifact"
+    );
+    assert_eq!(
+        c.get("/fn/hello").await.unwrap().header("wisp-cold"),
+        Some("false")
+    );
     assert_eq!(c.get("/fn/counter").await.unwrap().text().trim(), "1");
     let t = c.get("/fn/cgi").await.unwrap().text();
-    assert!(t.contains("K=v"), "rolled-back version with its config survives restart: {t}");
-    assert_eq!(s.metric("wisp_compilations_total").await, 0.0, "restart must not recompile");
+    assert!(
+        t.contains("K=v"),
+        "rolled-back version with its config survives restart: {t}"
+    );
+    assert_eq!(
+        s.metric("wisp_compilations_total").await,
+        0.0,
+        "restart must not recompile"
+    );
     assert_eq!(s.metric("wisp_artifact_loads_total").await, 3.0);
-    assert_eq!(s.metric("wisp_cold_starts_total{function=\"hello\"}").await, 1.0);
+    assert_eq!(
+        s.metric("wisp_cold_starts_total{function=\"hello\"}").await,
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,23 +133,45 @@ async fn kill_9_during_deploys_leaves_a_consistent_store() {
             let _ = d.await; // connection reset or a reply; either is fine
         }
         let c = s.client();
-        let l = c.get("/v1/functions").await.unwrap().ok().unwrap().json().unwrap();
+        let l = c
+            .get("/v1/functions")
+            .await
+            .unwrap()
+            .ok()
+            .unwrap()
+            .json()
+            .unwrap();
         for f in l["functions"].as_array().unwrap() {
             let name = f["name"].as_str().unwrap();
             // Every listed function is complete: module, artifact, servable.
             let r = c.get(&format!("/fn/{name}?raw=1")).await.unwrap();
-            assert_eq!(r.status, 200, "round {round}: {name} listed but not servable: {}", r.text());
+            assert_eq!(
+                r.status,
+                200,
+                "round {round}: {name} listed but not servable: {}",
+                r.text()
+            );
             let digest = f["digest"].as_str().unwrap().trim_start_matches("sha256:");
-            assert!(s.home.join("blobs/sha256").join(digest).exists(), "round {round}: blob of {name} missing");
+            assert!(
+                s.home.join("blobs/sha256").join(digest).exists(),
+                "round {round}: blob of {name} missing"
+            );
         }
         for i in 0..3 {
             let name = format!("f{i}");
-            let listed = l["functions"].as_array().unwrap().iter().any(|f| f["name"] == name.as_str());
+            let listed = l["functions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["name"] == name.as_str());
             let r = c.get(&format!("/fn/{name}?raw=1")).await.unwrap();
             assert_eq!(r.status == 200, listed, "round {round}: {name} half there");
         }
         // No temp files survive a restart.
-        let tmp = walk(&s.home).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).count();
+        let tmp = walk(&s.home)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+            .count();
         assert_eq!(tmp, 0, "round {round}: temp files left behind");
     }
 }

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use wisp_cli::client::Client;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// One built guest program, from `functions/target/manifest.json`.
@@ -56,7 +59,11 @@ pub fn inputs() -> &'static Path {
     I.get_or_init(|| {
         let root = repo_root();
         let dir = root.join("functions/target/inputs");
-        let st = Command::new(root.join("scripts/gen-inputs")).arg(&dir).stdout(Stdio::null()).status().expect("running scripts/gen-inputs");
+        let st = Command::new(root.join("scripts/gen-inputs"))
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("running scripts/gen-inputs");
         assert!(st.success(), "scripts/gen-inputs failed");
         dir
     })
@@ -64,7 +71,9 @@ pub fn inputs() -> &'static Path {
 
 /// Path of a guest built for wasm32-wasip1.
 pub fn guest(name: &str) -> PathBuf {
-    let b = manifest().get(name).unwrap_or_else(|| panic!("guest {name} is not in functions/target/manifest.json"));
+    let b = manifest()
+        .get(name)
+        .unwrap_or_else(|| panic!("guest {name} is not in functions/target/manifest.json"));
     b.wasm.clone()
 }
 
@@ -95,9 +104,19 @@ impl Server {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (child, url) = spawn(&home, &args, &envs);
-        Server { child, url, home, _tmp: Some(tmp), args, envs }
+        Server {
+            child,
+            url,
+            home,
+            _tmp: Some(tmp),
+            args,
+            envs,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -131,7 +150,10 @@ impl Server {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -172,12 +194,21 @@ fn spawn(home: &Path, args: &[String], envs: &[(String, String)]) -> (Child, Str
         .open(home.with_extension("log"))
         .unwrap();
     let mut cmd = Command::new(wisp_bin());
-    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--home").arg(home).args(args);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--home")
+        .arg(home)
+        .args(args);
     cmd.env_remove("WISP_TOKEN").env("WISP_LOG", "warn");
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).spawn().expect("spawning wisp serve");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawning wisp serve");
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -200,21 +231,44 @@ impl Drop for Server {
 }
 
 /// Deploy raw bytes with a config JSON; returns the reply.
-pub async fn deploy(c: &Client, name: &str, wasm: &[u8], config: serde_json::Value) -> wisp_cli::client::Reply {
+pub async fn deploy(
+    c: &Client,
+    name: &str,
+    wasm: &[u8],
+    config: serde_json::Value,
+) -> wisp_cli::client::Reply {
     let cfg = serde_json::to_vec(&config).unwrap();
-    let (ct, body) = wisp_cli::client::multipart(&[("module", "application/wasm", wasm), ("config", "application/json", &cfg)]);
-    c.send(http::Method::PUT, &format!("/v1/functions/{name}"), &[("content-type", &ct)], body).await.unwrap()
+    let (ct, body) = wisp_cli::client::multipart(&[
+        ("module", "application/wasm", wasm),
+        ("config", "application/json", &cfg),
+    ]);
+    c.send(
+        http::Method::PUT,
+        &format!("/v1/functions/{name}"),
+        &[("content-type", &ct)],
+        body,
+    )
+    .await
+    .unwrap()
 }
 
 /// Deploy a fixture with default config; panics unless 201/200.
 pub async fn deploy_guest(c: &Client, name: &str, guest_name: &str) -> serde_json::Value {
     let r = deploy(c, name, &read_guest(guest_name), serde_json::json!({})).await;
-    assert!(r.status.is_success(), "deploy {name}: {} {}", r.status, r.text());
+    assert!(
+        r.status.is_success(),
+        "deploy {name}: {} {}",
+        r.status,
+        r.text()
+    );
     r.json().unwrap()
 }
 
 pub fn error_code(r: &wisp_cli::client::Reply) -> String {
-    r.json().ok().and_then(|j| j["error"]["code"].as_str().map(String::from)).unwrap_or_else(|| format!("<not an error body: {}>", r.text()))
+    r.json()
+        .ok()
+        .and_then(|j| j["error"]["code"].as_str().map(String::from))
+        .unwrap_or_else(|| format!("<not an error body: {}>", r.text()))
 }
 
 /// A real nginx on 127.0.0.1 (Debian's nginx-light), serving `root` for GET
@@ -233,7 +287,11 @@ impl Nginx {
         std::fs::create_dir_all(tmp.path().join("db")).unwrap();
         // As root, nginx workers would drop to `nobody` and could not write
         // into our private temp dir.
-        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;"
+        } else {
+            ""
+        };
         let conf = format!(
             r#"daemon off;
 {user}
@@ -266,7 +324,10 @@ http {{
         );
         let conf_path = tmp.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()).expect("nginx is not installed (apt-get install nginx-light)");
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is not installed (apt-get install nginx-light)");
         let child = Command::new(nginx)
             .arg("-c")
             .arg(&conf_path)
@@ -278,10 +339,18 @@ http {{
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start: {}", std::fs::read_to_string(tmp.path().join("error.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(tmp.path().join("error.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Nginx { child, port, _tmp: tmp }
+        Nginx {
+            child,
+            port,
+            _tmp: tmp,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -303,5 +372,9 @@ impl Drop for Nginx {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
