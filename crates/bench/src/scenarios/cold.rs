@@ -74,7 +74,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     // (a) remove, redeploy, first request.
     let bar = crate::progress::counter("cold: remove + deploy + first request", n as u64);
     let http = Http::new(false);
-    let (mut deploy_ms, mut first_ms, mut first_cold) = (vec![], vec![], 0);
+    let (mut deploy_ms, mut first_ms, mut floor_ms, mut first_cold) = (vec![], vec![], vec![], 0);
+    let health = format!("{}/healthz", wisp.url);
     for k in 0..n {
         bar.inc();
         wisp.remove("cold").await?;
@@ -87,6 +88,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         let r = http.get(&wisp.fn_url("cold", "")).await?.ok()?;
         first_ms.push(t1.elapsed().as_secs_f64() * 1e3);
         first_cold += (r.header("wisp-cold") == Some("true")) as usize;
+        // The HTTP floor: the same client and server, a new connection, no guest.
+        let t2 = Instant::now();
+        http.get(&health).await?.ok()?;
+        floor_ms.push(t2.elapsed().as_secs_f64() * 1e3);
     }
 
     // (b) true cold starts after a restart, i at once.
@@ -157,6 +162,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
 
     let ds = Summary::of(&deploy_ms);
     let fs = Summary::of(&first_ms);
+    let hs = Summary::of(&floor_ms);
     let mut rows = vec![];
     let mut r1 = vec!["deploy (PUT: validate, compile, store, link)".to_string()];
     r1.extend(summary_cells(&ds));
@@ -164,10 +170,14 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut r2 = vec!["first request after deploy".to_string()];
     r2.extend(summary_cells(&fs));
     rows.push(r2);
+    let mut r3 = vec!["HTTP floor: `GET /healthz`, new connection, no guest".to_string()];
+    r3.extend(summary_cells(&hs));
+    rows.push(r3);
     sec.para(&format!(
         "(a) {n} times: `DELETE` the function, `PUT` it again, then request it once (new connection). A deploy installs a pre-warmed \
          template, so that first request is warm by design ({first_cold} of {n} answered `Wisp-Cold: true`); the deploy time is the cost \
-         that moved there. Latencies in ms."
+         that moved there. The HTTP floor is what any request to the server costs this client on this machine; the first request's \
+         excess over it is the guest's share. Latencies in ms."
     ));
     sec.markdown.push_str(&table(
         &["what", "n", "mean", "median", "p95", "p99", "SD", "CV"],
@@ -254,11 +264,22 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 .first()
                 .map(|c| crate::stats::percentile(&c.3, 50.0))
                 .unwrap_or(f64::NAN);
+            // As the issue defines it: deploy done -> first response, (a).
+            // (b)'s single cold start after a restart is shown beside it.
             sec.target(
                 "cold start vs container",
                 "≥ 100× faster than a runc container start",
-                format!("{} ms vs {} ms: {:.0}×", num(w1), num(c1), c1 / w1),
-                Some(c1 / w1 >= 100.0),
+                format!(
+                    "deploy → first response {} ms vs {} ms: {:.0}× (HTTP floor alone {} ms: {:.0}×; after a restart {} ms: {:.0}×)",
+                    num(fs.median),
+                    num(c1),
+                    c1 / fs.median,
+                    num(hs.median),
+                    c1 / hs.median,
+                    num(w1),
+                    c1 / w1
+                ),
+                Some(c1 / fs.median >= 100.0),
             );
         }
         Err(e) => sec.target(
@@ -270,7 +291,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     }
     sec.json = json!({
         "redeploy": {"runs": n, "deploy_ms": deploy_ms, "first_response_ms": first_ms, "first_cold": first_cold,
-                     "deploy": ds, "first_response": fs},
+                     "deploy": ds, "first_response": fs, "http_floor_ms": floor_ms, "http_floor": hs},
         "concurrent": conc.iter().map(|(i, w, nat, con)| json!({"i": i, "wisp_ms": w, "native_ms": nat, "container_ms": con,
             "wisp": Summary::of(w), "native": Summary::of(nat), "container": Summary::of(con)})).collect::<Vec<_>>(),
         "server_init_ms": init_ms,
