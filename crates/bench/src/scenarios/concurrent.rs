@@ -17,7 +17,7 @@ use anyhow::Result;
 use serde_json::json;
 use std::time::Duration;
 
-const P99_BOUND_MS: f64 = 50.0;
+pub(crate) const P99_BOUND_MS: f64 = 50.0;
 
 async fn max_rate(
     url: &str,
