@@ -137,6 +137,25 @@ fn bench_quick_writes_a_sane_report() {
         &sc["runtime"]["data"]["geo_mean_end_to_end"],
         "runtime e2e geo-mean",
     );
+    // The no-deadline-checks arm ran every function (and answered exactly
+    // as the checked engine did: the scenario fails otherwise).
+    positive(
+        &sc["runtime"]["data"]["geo_mean_no_checks"],
+        "runtime no-checks geo-mean",
+    );
+    for (f, d) in sc["runtime"]["data"]["functions"].as_object().unwrap() {
+        assert!(
+            !d["no_checks_ms"].as_array().unwrap().is_empty(),
+            "{f}: no samples without deadline checks"
+        );
+    }
+    // Cold (a) measured the HTTP floor beside each first request.
+    let redeploy = &sc["cold"]["data"]["redeploy"];
+    assert_eq!(
+        redeploy["http_floor_ms"].as_array().unwrap().len(),
+        redeploy["first_response_ms"].as_array().unwrap().len()
+    );
+    positive(&redeploy["http_floor"]["median"], "HTTP floor");
     for f in sc["size"]["data"]["functions"].as_array().unwrap() {
         for k in ["wasm", "precompiled", "native", "min_image"] {
             positive(&f[k], k);
