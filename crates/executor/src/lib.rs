@@ -1014,45 +1014,59 @@ impl Executor {
             }
         }
         let warm = table.iter().filter(|h| h.is_warm()).count();
-        let _ = writeln!(
-            out,
-            "# HELP wisp_functions Functions deployed.\n# TYPE wisp_functions gauge\nwisp_functions {}",
-            table.len()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_warm_functions Functions with a loaded, ready-to-instantiate template.\n# TYPE wisp_warm_functions gauge\nwisp_warm_functions {warm}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_compilations_total Cranelift compilations by this process.\n# TYPE wisp_compilations_total counter\nwisp_compilations_total {}",
-            self.runtime.compilations()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_artifact_loads_total Precompiled artifacts mapped (cold loads).\n# TYPE wisp_artifact_loads_total counter\nwisp_artifact_loads_total {}",
-            self.metrics.loads.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_deploys_total Deploys that created a version.\n# TYPE wisp_deploys_total counter\nwisp_deploys_total {}",
-            self.metrics.deploys.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_activations_written_total Activation records written.\n# TYPE wisp_activations_written_total counter\nwisp_activations_written_total {}",
-            self.metrics.activations_written.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_activations_dropped_total Activation records dropped (writer behind).\n# TYPE wisp_activations_dropped_total counter\nwisp_activations_dropped_total {}",
-            self.metrics.activations_dropped.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wisp_pooling_allocator 1 if the pooling instance allocator is active.\n# TYPE wisp_pooling_allocator gauge\nwisp_pooling_allocator {}",
-            self.runtime.pooling() as u8
-        );
+        let scalars: [(&str, &str, &str, u64); 8] = [
+            (
+                "wisp_functions",
+                "gauge",
+                "Functions deployed.",
+                table.len() as u64,
+            ),
+            (
+                "wisp_warm_functions",
+                "gauge",
+                "Functions with a loaded, ready-to-instantiate template.",
+                warm as u64,
+            ),
+            (
+                "wisp_compilations_total",
+                "counter",
+                "Cranelift compilations by this process.",
+                self.runtime.compilations(),
+            ),
+            (
+                "wisp_artifact_loads_total",
+                "counter",
+                "Precompiled artifacts mapped (cold loads).",
+                self.metrics.loads.load(Relaxed),
+            ),
+            (
+                "wisp_deploys_total",
+                "counter",
+                "Deploys that created a version.",
+                self.metrics.deploys.load(Relaxed),
+            ),
+            (
+                "wisp_activations_written_total",
+                "counter",
+                "Activation records written.",
+                self.metrics.activations_written.load(Relaxed),
+            ),
+            (
+                "wisp_activations_dropped_total",
+                "counter",
+                "Activation records dropped (writer behind).",
+                self.metrics.activations_dropped.load(Relaxed),
+            ),
+            (
+                "wisp_pooling_allocator",
+                "gauge",
+                "1 if the pooling instance allocator is active.",
+                self.runtime.pooling() as u64,
+            ),
+        ];
+        for (name, ty, help, v) in scalars {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}");
+        }
         self.metrics.render_errors(&mut out);
         out
     }

@@ -71,13 +71,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     for (f, q) in &set {
         ctx.progress(&format!("runtime: {f} {q} × {reps}"));
         let wasm = ctx.wasm(f)?;
-        let compiled = rt.compile(&wasm)?;
-        let art = ctx.scratch(&format!("{f}.cwasm"));
-        std::fs::write(&art, &compiled.artifact)?;
-        let loaded = rt.load(&art)?;
-        let art_bare = ctx.scratch(&format!("{f}.bare.cwasm"));
-        std::fs::write(&art_bare, &bare.compile(&wasm)?.artifact)?;
-        let loaded_bare = bare.load(&art_bare)?;
+        let loaded = load(&rt, &wasm, &ctx.scratch(&format!("{f}.cwasm")))?;
+        let loaded_bare = load(&bare, &wasm, &ctx.scratch(&format!("{f}.bare.cwasm")))?;
         wisp.deploy(f, &wasm, &bench_config()).await?;
         let exe = ctx.native(f)?.to_path_buf();
         let env = cgi_env("GET", q, 0, f);
@@ -90,37 +85,22 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         for _ in 0..reps {
             let (d, _) = run_native_once(&exe, q, b"")?;
             nat.push(d.as_secs_f64() * 1e3);
-            let t0 = Instant::now();
-            let out = rt
-                .invoke(
-                    &loaded,
-                    wisp_runtime::Invocation {
-                        args: &args,
-                        env: &env,
-                        stdin: Bytes::new(),
-                        dirs: &[],
-                        limits: &limits,
-                    },
-                )
+            let inv = || wisp_runtime::Invocation {
+                args: &args,
+                env: &env,
+                stdin: Bytes::new(),
+                dirs: &[],
+                limits: &limits,
+            };
+            let (ms, out) = timed(&rt, &loaded, inv())
                 .await
                 .with_context(|| format!("running {f} in process"))?;
-            inp.push(t0.elapsed().as_secs_f64() * 1e3);
+            inp.push(ms);
             anyhow::ensure!(!out.stdout.is_empty(), "{f} printed nothing");
-            let t0 = Instant::now();
-            let out_bare = bare
-                .invoke(
-                    &loaded_bare,
-                    wisp_runtime::Invocation {
-                        args: &args,
-                        env: &env,
-                        stdin: Bytes::new(),
-                        dirs: &[],
-                        limits: &limits,
-                    },
-                )
+            let (ms, out_bare) = timed(&bare, &loaded_bare, inv())
                 .await
                 .with_context(|| format!("running {f} in process without deadline checks"))?;
-            unchecked.push(t0.elapsed().as_secs_f64() * 1e3);
+            unchecked.push(ms);
             anyhow::ensure!(
                 out_bare.stdout == out.stdout,
                 "{f} answered differently without deadline checks"
@@ -247,4 +227,26 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     );
     sec.json = json!({"reps": reps, "native_spawn_hello_ms": spawn_ms, "functions": data, "geo_mean_in_process": gi, "geo_mean_end_to_end": ge, "geo_mean_in_process_raw": graw, "geo_mean_no_checks": gb});
     Ok(sec)
+}
+
+/// Compile `wasm` with `rt`, store the artifact at `art`, load it: what a
+/// deploy does, without the server.
+fn load(
+    rt: &wisp_runtime::Runtime,
+    wasm: &[u8],
+    art: &std::path::Path,
+) -> Result<wisp_runtime::Loaded> {
+    std::fs::write(art, &rt.compile(wasm)?.artifact)?;
+    Ok(rt.load(art)?)
+}
+
+/// One fresh instance of `loaded` in process: wall time in ms, and its output.
+async fn timed(
+    rt: &wisp_runtime::Runtime,
+    loaded: &wisp_runtime::Loaded,
+    inv: wisp_runtime::Invocation<'_>,
+) -> Result<(f64, wisp_runtime::Output)> {
+    let t0 = Instant::now();
+    let out = rt.invoke(loaded, inv).await?;
+    Ok((t0.elapsed().as_secs_f64() * 1e3, out))
 }

@@ -32,14 +32,7 @@ async fn deploy_invoke_roundtrip_and_headers() {
     );
 
     // The activation is recorded with its timings.
-    let a = c
-        .get(&format!("/v1/activations/{id}"))
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let a = get_json(&c, &format!("/v1/activations/{id}")).await;
     assert_eq!(a["function"], "hello");
     assert_eq!(a["status"], "success");
     assert_eq!(a["http_status"], 200);
@@ -52,23 +45,9 @@ async fn deploy_invoke_roundtrip_and_headers() {
     assert_eq!(again["created"], false);
 
     // Listing and details.
-    let l = c
-        .get("/v1/functions")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let l = get_json(&c, "/v1/functions").await;
     assert_eq!(l["functions"].as_array().unwrap().len(), 1);
-    let f = c
-        .get("/v1/functions/hello")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let f = get_json(&c, "/v1/functions/hello").await;
     assert_eq!(f["versions"], json!([1]));
     assert_eq!(f["warm"], true);
 
@@ -169,26 +148,12 @@ async fn cgi_status_headers_env_query_and_body() {
             .contains("status 3")
     );
     let id = r.header("wisp-activation-id").unwrap();
-    let a = c
-        .get(&format!("/v1/activations/{id}"))
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let a = activation_of(&c, &r).await;
     assert_eq!(a["status"], "error");
     assert_eq!(a["log"], "something went wrong\n");
 
     // Logs listing by function, newest first.
-    let l = c
-        .get("/v1/activations?function=cgi&limit=2")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let l = get_json(&c, "/v1/activations?function=cgi&limit=2").await;
     let acts = l["activations"].as_array().unwrap();
     assert_eq!(acts.len(), 2);
     assert_eq!(acts[0]["id"], id);
@@ -363,14 +328,7 @@ async fn deploy_rejects_bad_modules_with_a_message() {
     assert!(msg.contains("does not exist"), "{msg}");
 
     // Nothing of the failed deploys was kept.
-    let l = c
-        .get("/v1/functions")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let l = get_json(&c, "/v1/functions").await;
     assert_eq!(l["functions"], json!([]));
     assert_eq!(c.get("/fn/x").await.unwrap().status, 404);
 }

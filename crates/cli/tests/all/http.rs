@@ -76,14 +76,7 @@ async fn component_round_trip_status_headers_and_streams() {
     assert_eq!(c.get("/fn/hh/nope").await.unwrap().status, 404);
 
     // Activations are recorded once the instance is done.
-    let l = c
-        .get("/v1/activations?function=hh&limit=100")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let l = get_json(&c, "/v1/activations?function=hh&limit=100").await;
     let acts = l["activations"].as_array().unwrap();
     assert_eq!(acts.len(), 7, "{l}");
     assert!(acts.iter().any(|a| a["http_status"] == 418));
@@ -117,14 +110,7 @@ async fn component_and_command_side_by_side() {
         ][k];
         assert_eq!(r.text(), want);
     }
-    let l = c
-        .get("/v1/functions")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let l = get_json(&c, "/v1/functions").await;
     let abis: Vec<_> = l["functions"]
         .as_array()
         .unwrap()
@@ -181,15 +167,7 @@ async fn outbound_allow_list_against_real_nginx() {
             "{url}: {}",
             r.text()
         );
-        let id = r.header("wisp-activation-id").unwrap().to_string();
-        let a = c
-            .get(&format!("/v1/activations/{id}"))
-            .await
-            .unwrap()
-            .ok()
-            .unwrap()
-            .json()
-            .unwrap();
+        let a = activation_of(&c, &r).await;
         assert!(
             a["log"]
                 .as_str()

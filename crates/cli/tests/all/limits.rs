@@ -54,15 +54,7 @@ async fn infinite_loop_times_out_while_neighbours_keep_answering() {
             "504 took {elapsed:?}"
         );
         // Server side: the deadline is enforced within timeout + 200 ms.
-        let id = r.header("wisp-activation-id").unwrap();
-        let a = c
-            .get(&format!("/v1/activations/{id}"))
-            .await
-            .unwrap()
-            .ok()
-            .unwrap()
-            .json()
-            .unwrap();
+        let a = activation_of(&c, &r).await;
         assert_eq!(a["status"], "timeout");
         let run_ms = a["run_us"].as_u64().unwrap() / 1000;
         assert!(
@@ -126,15 +118,7 @@ async fn memory_bomb_and_stack_overflow_fail_cleanly() {
         msg.contains("out of memory") && msg.contains("67108864"),
         "{msg}"
     );
-    let id = r.header("wisp-activation-id").unwrap();
-    let a = c
-        .get(&format!("/v1/activations/{id}"))
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let a = activation_of(&c, &r).await;
     assert!(
         a["log"].as_str().unwrap().contains("allocated 48 MiB"),
         "{}",

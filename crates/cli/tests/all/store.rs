@@ -54,14 +54,7 @@ async fn restart_serves_everything_without_recompiling() {
 
     s.restart();
     let c = s.client();
-    let l = c
-        .get("/v1/functions")
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let l = get_json(&c, "/v1/functions").await;
     assert_eq!(l["functions"].as_array().unwrap().len(), 3);
     let r = c.get("/fn/hello").await.unwrap();
     assert_eq!(r.text(), "Hello, world!\n");
@@ -133,14 +126,7 @@ async fn kill_9_during_deploys_leaves_a_consistent_store() {
             let _ = d.await; // connection reset or a reply; either is fine
         }
         let c = s.client();
-        let l = c
-            .get("/v1/functions")
-            .await
-            .unwrap()
-            .ok()
-            .unwrap()
-            .json()
-            .unwrap();
+        let l = get_json(&c, "/v1/functions").await;
         for f in l["functions"].as_array().unwrap() {
             let name = f["name"].as_str().unwrap();
             // Every listed function is complete: module, artifact, servable.

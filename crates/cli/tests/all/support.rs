@@ -252,6 +252,19 @@ pub async fn deploy(
     .unwrap()
 }
 
+/// GET `path` and parse the JSON answer; panics unless 2xx.
+pub async fn get_json(c: &Client, path: &str) -> serde_json::Value {
+    c.get(path).await.unwrap().ok().unwrap().json().unwrap()
+}
+
+/// The activation record of the request that got `r` (its `Wisp-Activation-Id`).
+pub async fn activation_of(c: &Client, r: &wisp_cli::client::Reply) -> serde_json::Value {
+    let id = r
+        .header("wisp-activation-id")
+        .expect("the reply has a Wisp-Activation-Id");
+    get_json(c, &format!("/v1/activations/{id}")).await
+}
+
 /// Deploy a fixture with default config; panics unless 201/200.
 pub async fn deploy_guest(c: &Client, name: &str, guest_name: &str) -> serde_json::Value {
     let r = deploy(c, name, &read_guest(guest_name), serde_json::json!({})).await;
