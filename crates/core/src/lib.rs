@@ -127,32 +127,97 @@ impl Limits {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Check the limits are usable; the message names the bad field.
+    /// Check the limits are usable: every field has a lower and an upper
+    /// bound (see [`BOUNDS`]); the message names the field and its bound.
     pub fn validate(&self) -> Result<(), String> {
-        if self.memory_bytes < 64 * 1024 || self.memory_bytes > MAX_MEMORY_BYTES {
-            return Err(format!(
-                "limits.memory_bytes must be between 64KiB and 4GiB, got {}",
-                self.memory_bytes
-            ));
-        }
-        if self.timeout_ms == 0 || self.timeout_ms > 15 * 60 * 1000 {
-            return Err(format!(
-                "limits.timeout_ms must be between 1 and 900000, got {}",
-                self.timeout_ms
-            ));
-        }
-        if self.max_concurrency == 0 || self.max_concurrency > 100_000 {
-            return Err(format!(
-                "limits.max_concurrency must be between 1 and 100000, got {}",
-                self.max_concurrency
-            ));
-        }
-        if self.max_response_bytes == 0 {
-            return Err("limits.max_response_bytes must be > 0".into());
+        let values = [
+            self.memory_bytes,
+            self.timeout_ms,
+            self.max_response_bytes,
+            self.max_body_bytes,
+            self.max_log_bytes,
+            self.max_concurrency as u64,
+            self.max_queue as u64,
+            self.queue_timeout_ms,
+        ];
+        for (b, v) in BOUNDS.iter().zip(values) {
+            if v < b.min || v > b.max {
+                return Err(format!(
+                    "limits.{} must be between {} and {}, got {v}",
+                    b.field, b.min, b.max
+                ));
+            }
         }
         Ok(())
     }
 }
+
+/// The allowed range of one limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// Config key under `limits`.
+    pub field: &'static str,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+}
+
+/// Bounds of every limit, in the order of [`Limits`]' fields. The upper
+/// bounds keep one function from asking the node for more than it can give:
+/// buffers are held in host memory (response, body, log), and a log row must
+/// stay far below SQLite's 1 GB string limit.
+pub const BOUNDS: [Bound; 8] = [
+    Bound {
+        field: "memory_bytes",
+        min: 64 << 10,
+        max: MAX_MEMORY_BYTES,
+    },
+    Bound {
+        field: "timeout_ms",
+        min: 1,
+        max: 15 * 60 * 1000,
+    },
+    Bound {
+        field: "max_response_bytes",
+        min: 1,
+        max: 256 << 20,
+    },
+    Bound {
+        field: "max_body_bytes",
+        min: 0,
+        max: 256 << 20,
+    },
+    Bound {
+        field: "max_log_bytes",
+        min: 0,
+        max: 1 << 20,
+    },
+    Bound {
+        field: "max_concurrency",
+        min: 1,
+        max: 10_000,
+    },
+    Bound {
+        field: "max_queue",
+        min: 0,
+        max: 100_000,
+    },
+    Bound {
+        field: "queue_timeout_ms",
+        min: 0,
+        max: 5 * 60 * 1000,
+    },
+];
+
+/// Most env vars one function may set.
+pub const MAX_ENV_VARS: usize = 256;
+/// Most bytes of env names and values together.
+pub const MAX_ENV_BYTES: usize = 64 << 10;
+/// Most directory grants.
+pub const MAX_DIRS: usize = 32;
+/// Most outbound allow-list entries.
+pub const MAX_OUTBOUND_HOSTS: usize = 64;
 
 /// A host directory granted to the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,15 +273,42 @@ pub struct FunctionConfig {
 }
 
 impl FunctionConfig {
-    /// Validate everything a deploy can check without touching the module.
+    /// Validate everything a deploy can check without touching the module
+    /// or the file system (where a grant may point is the executor's call).
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate()?;
-        for k in self.env.keys() {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(format!("invalid env var name {k:?}"));
+        if self.env.len() > MAX_ENV_VARS {
+            return Err(format!(
+                "env has {} variables; the limit is {MAX_ENV_VARS}",
+                self.env.len()
+            ));
+        }
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(format!(
+                "env holds {env_bytes} bytes; the limit is {MAX_ENV_BYTES}"
+            ));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(format!(
+                    "invalid env var {k:?}: names may not be empty or hold '=' or NUL, values may not hold NUL"
+                ));
             }
         }
+        if self.allowed_outbound_hosts.len() > MAX_OUTBOUND_HOSTS {
+            return Err(format!(
+                "allowed_outbound_hosts has {} entries; the limit is {MAX_OUTBOUND_HOSTS}",
+                self.allowed_outbound_hosts.len()
+            ));
+        }
         outbound::AllowList::parse(&self.allowed_outbound_hosts)?;
+        if self.dirs.len() > MAX_DIRS {
+            return Err(format!(
+                "dirs has {} grants; the limit is {MAX_DIRS}",
+                self.dirs.len()
+            ));
+        }
         for d in &self.dirs {
             if !d.host.starts_with('/') {
                 return Err(format!(
@@ -229,6 +321,9 @@ impl FunctionConfig {
                     "dir grant guest path must be absolute: {:?}",
                     d.guest
                 ));
+            }
+            if d.host.contains('\0') || d.guest.contains('\0') {
+                return Err("dir grant paths may not hold NUL".into());
             }
         }
         Ok(())
@@ -256,6 +351,12 @@ pub struct FunctionVersion {
     pub compile_ms: f64,
     /// Creation time, Unix milliseconds.
     pub created_ms: i64,
+    /// Set when the stored version can't be served as it is (its config or
+    /// ABI no longer parses): why. A broken version is never run with
+    /// defaults in place of what was stored; it answers 503 until
+    /// redeployed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 /// A function as listed: its active version.
@@ -463,5 +564,40 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().contains("memory_bytes"));
+    }
+
+    #[test]
+    fn every_limit_has_an_upper_bound_named_in_the_error() {
+        let set = |f: &str, v: u64| {
+            let mut l = serde_json::to_value(Limits::default()).unwrap();
+            l[f] = v.into();
+            serde_json::from_value::<Limits>(l).unwrap()
+        };
+        for b in BOUNDS {
+            let over = set(b.field, b.max + 1);
+            let e = over.validate().unwrap_err();
+            assert!(e.contains(b.field) && e.contains(&b.max.to_string()), "{e}");
+            assert!(
+                set(b.field, b.max).validate().is_ok(),
+                "{} at its max",
+                b.field
+            );
+        }
+        assert!(Limits::default().validate().is_ok());
+    }
+
+    #[test]
+    fn env_and_list_sizes_are_bounded() {
+        let mut c = FunctionConfig::default();
+        for i in 0..=MAX_ENV_VARS {
+            c.env.insert(format!("K{i}"), "v".into());
+        }
+        assert!(c.validate().unwrap_err().contains("env has"));
+        let mut c = FunctionConfig::default();
+        c.env.insert("BIG".into(), "x".repeat(MAX_ENV_BYTES));
+        assert!(c.validate().unwrap_err().contains("bytes"));
+        let mut c = FunctionConfig::default();
+        c.env.insert("K".into(), "a\0b".into());
+        assert!(c.validate().is_err());
     }
 }

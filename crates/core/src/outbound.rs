@@ -5,6 +5,12 @@
 //! `HOST` is a name or IP, `*` (any host) or `*.suffix` (any subdomain of
 //! suffix, not suffix itself); `PORT` is a number or `*`, and defaults to
 //! the scheme's port (80/443; required with `*://`).
+//!
+//! `tcp://ADDR:PORT` and `udp://ADDR:PORT` grant raw sockets
+//! (`wasi:sockets`) to components. They are never implied: `*://` covers
+//! HTTP and HTTPS only, so a function gets sockets only when an entry names
+//! the protocol. `ADDR` is an IP address or `*` (sockets connect to
+//! addresses; name lookup is not offered), and `PORT` is required.
 
 use std::fmt;
 
@@ -51,8 +57,8 @@ impl AllowedHost {
             .ok_or_else(|| err("missing scheme://"))?;
         let scheme = match scheme {
             "*" => None,
-            "http" | "https" => Some(scheme.to_string()),
-            _ => return Err(err("scheme must be http, https or *")),
+            "http" | "https" | "tcp" | "udp" => Some(scheme.to_string()),
+            _ => return Err(err("scheme must be http, https, tcp, udp or *")),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('/') || rest.contains('?') || rest.contains('@') {
@@ -76,9 +82,17 @@ impl AllowedHost {
             ),
             None => match scheme.as_deref().and_then(default_port) {
                 Some(p) => Some(p),
-                None => return Err(err("a port (or :*) is required with *://")),
+                None => {
+                    return Err(err(
+                        "a port (or :*) is required with *://, tcp:// and udp://",
+                    ));
+                }
             },
         };
+        let socket = matches!(scheme.as_deref(), Some("tcp" | "udp"));
+        if socket && host != "*" && host.parse::<std::net::IpAddr>().is_err() {
+            return Err(err("tcp:// and udp:// take an IP address or *"));
+        }
         let host = host.to_ascii_lowercase();
         let host = if host == "*" {
             HostPattern::Any
@@ -102,10 +116,11 @@ impl AllowedHost {
 
     /// Whether a request to `scheme://host:port` matches.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if let Some(s) = &self.scheme
-            && s != scheme
-        {
-            return false;
+        match &self.scheme {
+            Some(s) if s != scheme => return false,
+            // `*://` is HTTP(S) only: sockets are granted by name.
+            None if scheme == "tcp" || scheme == "udp" => return false,
+            _ => {}
         }
         if let Some(p) = self.port
             && p != port
@@ -149,6 +164,15 @@ impl AllowList {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// Whether any entry grants the socket protocol `proto` (`tcp`/`udp`).
+    pub fn grants_sockets(&self, proto: &str) -> bool {
+        self.0.iter().any(|a| a.scheme.as_deref() == Some(proto))
+    }
+    /// Whether a `proto` (`tcp`/`udp`) socket may use `addr`.
+    pub fn allows_socket(&self, proto: &str, addr: std::net::SocketAddr) -> bool {
+        let ip = addr.ip().to_string();
+        self.allows(proto, &ip, addr.port())
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +213,29 @@ mod tests {
         let any = AllowedHost::parse("http://*:*").unwrap();
         assert!(any.allows("http", "anything", 1234));
         assert!(!any.allows("https", "anything", 1234));
+    }
+
+    #[test]
+    fn sockets_only_by_name() {
+        let l = AllowList::parse(&["*://*:*", "tcp://127.0.0.1:6379"]).unwrap();
+        assert!(l.grants_sockets("tcp"));
+        assert!(!l.grants_sockets("udp"));
+        assert!(l.allows_socket("tcp", "127.0.0.1:6379".parse().unwrap()));
+        assert!(!l.allows_socket("tcp", "127.0.0.1:6380".parse().unwrap()));
+        assert!(
+            !l.allows_socket("udp", "127.0.0.1:6379".parse().unwrap()),
+            "*:// is not udp"
+        );
+        let http_only = AllowList::parse(&["*://*:*"]).unwrap();
+        assert!(!http_only.allows_socket("tcp", "10.0.0.1:80".parse().unwrap()));
+        assert!(
+            AllowedHost::parse("tcp://redis.local:6379").is_err(),
+            "sockets take IPs"
+        );
+        assert!(
+            AllowedHost::parse("tcp://127.0.0.1").is_err(),
+            "port required"
+        );
     }
 
     #[test]

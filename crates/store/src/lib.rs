@@ -488,6 +488,7 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
             compiled_size: cs as u64,
             compile_ms: cms,
             created_ms: created,
+            broken: None,
         },
     ))
 }
