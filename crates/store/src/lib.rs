@@ -5,26 +5,39 @@
 //! Layout of `$WISP_HOME`:
 //!
 //! ```text
-//! wisp.db                         functions, versions, activations (SQLite, WAL)
+//! wisp.lock                       exclusive lock of the server using this home; its pid
+//! wisp.db                         functions, versions, artifact hashes, activations (SQLite, WAL)
 //! blobs/sha256/<hex>              modules exactly as uploaded
 //! compiled/<engine-fp>/<hex>.cwasm precompiled artifacts
 //! ```
+//!
+//! One process at a time: [`Store::open`] takes an exclusive `flock` on
+//! `wisp.lock` for the store's lifetime, so a second server can't collect
+//! the first one's files as garbage. The home and its directories are 0700,
+//! every file the store writes 0600 (`wisp.db` included, which SQLite's
+//! `-wal` and `-shm` files inherit).
+//!
+//! Artifacts are native code that the loader deserializes without being
+//! able to validate it, so the store records each one's SHA-256 and
+//! [`Store::verify_artifact`] checks it before use.
 //!
 //! Crash safety: files are written to a temp name, fsynced, renamed, and the
 //! directory fsynced; a version row is committed only after its blob and
 //! artifact are durable. A `kill -9` at any point leaves either the whole
 //! version or none of it (plus, at worst, an unreferenced file that
-//! [`Store::gc`] removes).
+//! [`Store::gc`] removes, with any temp file).
 //!
 //! All methods block: async callers use `spawn_blocking`. The store knows
 //! nothing about Wasmtime; artifacts are opaque bytes to it.
 
+mod files;
+
+use files::{HomeLock, ensure_private_dir, is_temp_name, make_private_if_exists, open_private};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use wisp_core::{Abi, Activation, ActivationStatus, FunctionConfig, FunctionInfo, FunctionVersion};
 
@@ -37,6 +50,13 @@ pub enum Error {
     /// The request can't be done in the current state (e.g. no earlier version).
     #[error("{0}")]
     Conflict(String),
+    /// Another `Store` (in this process or another) holds the home's lock.
+    #[error("{0}")]
+    Locked(String),
+    /// A stored file doesn't match what was recorded for it (or nothing was
+    /// recorded).
+    #[error("{0}")]
+    Corrupt(String),
     /// SQLite failure.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
@@ -96,6 +116,15 @@ pub struct Store {
     /// last batches. Profiling showed fsync per batch at ~10 % of the
     /// server's CPU under load, for records that don't need it.
     acts: Mutex<Connection>,
+    /// Held shared by every file write, exclusively by [`Store::gc`]: the
+    /// temp files gc removes are never those of a write in flight.
+    writes: RwLock<()>,
+    /// Serializes [`Store::put_artifact`], so that an artifact file and its
+    /// recorded hash are replaced together.
+    artifact_writes: Mutex<()>,
+    /// The home's lock; declared last, so it is released after the
+    /// connections close.
+    _lock: HomeLock,
 }
 
 /// Hex SHA-256 of bytes.
@@ -147,28 +176,63 @@ CREATE TABLE IF NOT EXISTS activations (
     log        TEXT
 );
 CREATE INDEX IF NOT EXISTS activations_by_function ON activations(function, seq);
+CREATE TABLE IF NOT EXISTS artifacts (
+    fingerprint TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, digest)
+);
 "#;
 
 impl Store {
     /// Open (creating if needed) the store at `home`.
+    ///
+    /// Takes an exclusive lock on `home/wisp.lock` (without waiting) and
+    /// holds it until the `Store` is dropped: [`Error::Locked`] if another
+    /// `Store`, in this process or another, has the home. Creates the home
+    /// and its directories with mode 0700 (an existing home is set to 0700)
+    /// and `wisp.db` with mode 0600.
     pub fn open(home: &Path) -> Result<Store> {
-        fs::create_dir_all(home.join("blobs/sha256"))
-            .map_err(io(format!("creating {}", home.display())))?;
-        fs::create_dir_all(home.join("compiled")).map_err(io("creating compiled/"))?;
-        let conn = Connection::open(home.join("wisp.db"))?;
+        ensure_private_dir(home)?;
+        let lock = HomeLock::acquire(home)?;
+        for dir in ["blobs", "blobs/sha256", "compiled"] {
+            ensure_private_dir(&home.join(dir))?;
+        }
+        let compiled = home.join("compiled");
+        for e in fs::read_dir(&compiled)
+            .map_err(io(format!("listing {}", compiled.display())))?
+            .flatten()
+        {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                ensure_private_dir(&e.path())?;
+            }
+        }
+        // SQLite creates `-wal` and `-shm` with the database file's mode:
+        // create it 0600 first (existing files of older versions are set to
+        // 0600 too).
+        let db_path = home.join("wisp.db");
+        drop(open_private(&db_path, false)?);
+        for suffix in ["-wal", "-shm", "-journal"] {
+            make_private_if_exists(&home.join(format!("wisp.db{suffix}")))?;
+        }
+        let conn = Connection::open(&db_path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed deploy survives power loss, not just kill -9.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        let acts = Connection::open(home.join("wisp.db"))?;
+        let acts = Connection::open(&db_path)?;
         acts.busy_timeout(std::time::Duration::from_secs(5))?;
         acts.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Store {
             home: home.to_path_buf(),
             db: Mutex::new(conn),
             acts: Mutex::new(acts),
+            writes: RwLock::new(()),
+            artifact_writes: Mutex::new(()),
+            _lock: lock,
         })
     }
 
@@ -203,7 +267,9 @@ impl Store {
         debug_assert_eq!(digest_hex, sha256_hex(bytes));
         let path = self.blob_path(digest_hex);
         if !path.exists() {
-            atomic_write(&path, bytes)?;
+            let _w = self.writes.read().unwrap();
+            ensure_private_dir(path.parent().expect("blob path has a parent"))?;
+            files::write_file(&path, bytes)?;
         }
         Ok(())
     }
@@ -214,7 +280,8 @@ impl Store {
         fs::read(&p).map_err(io(format!("reading {}", p.display())))
     }
 
-    /// Store a compiled artifact atomically; returns its path.
+    /// Store a compiled artifact atomically and record its SHA-256 (once the
+    /// file is durable) for [`Store::verify_artifact`]; returns its path.
     pub fn put_artifact(
         &self,
         fingerprint: &str,
@@ -222,18 +289,84 @@ impl Store {
         bytes: &[u8],
     ) -> Result<PathBuf> {
         let path = self.artifact_path(fingerprint, digest_hex);
-        atomic_write(&path, bytes)?;
+        let sha = sha256_hex(bytes);
+        let _w = self.writes.read().unwrap();
+        let _a = self.artifact_writes.lock().unwrap();
+        ensure_private_dir(path.parent().expect("artifact path has a parent"))?;
+        files::write_file(&path, bytes)?;
+        self.db.lock().unwrap().execute(
+            "INSERT INTO artifacts (fingerprint, digest, sha256, size) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(fingerprint, digest) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size",
+            params![fingerprint, digest_hex, sha, bytes.len() as i64],
+        )?;
         Ok(path)
     }
 
+    /// The recorded hex SHA-256 of an artifact, if one was recorded.
+    pub fn artifact_sha256(&self, fingerprint: &str, digest_hex: &str) -> Result<Option<String>> {
+        let db = self.db.lock().unwrap();
+        Ok(db
+            .query_row(
+                "SELECT sha256 FROM artifacts WHERE fingerprint = ?1 AND digest = ?2",
+                params![fingerprint, digest_hex],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Check an artifact against its recorded SHA-256 before it is loaded;
+    /// returns its path. [`Error::Corrupt`] when the contents differ or no
+    /// hash was recorded (an artifact of an older version, or one whose
+    /// record was lost in a crash): the caller recompiles it from the
+    /// stored module. A missing file is an [`Error::Io`] of kind `NotFound`.
+    pub fn verify_artifact(&self, fingerprint: &str, digest_hex: &str) -> Result<PathBuf> {
+        let path = self.artifact_path(fingerprint, digest_hex);
+        let (found, _) =
+            files::sha256_file(&path).map_err(io(format!("reading {}", path.display())))?;
+        match self.artifact_sha256(fingerprint, digest_hex)? {
+            Some(expected) if expected == found => Ok(path),
+            Some(expected) => Err(Error::Corrupt(format!(
+                "artifact {} does not match its recorded SHA-256 (expected {expected}, found {found}): \
+                 it was modified or corrupted; it will be recompiled from the stored module",
+                path.display()
+            ))),
+            None => Err(Error::Corrupt(format!(
+                "artifact {} has no recorded SHA-256, so it can't be trusted: \
+                 it will be recompiled from the stored module",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Remove an artifact file and its recorded hash (e.g. one that failed
+    /// to load). Returns whether there was a file.
+    pub fn remove_artifact(&self, fingerprint: &str, digest_hex: &str) -> Result<bool> {
+        let path = self.artifact_path(fingerprint, digest_hex);
+        let _a = self.artifact_writes.lock().unwrap();
+        self.db.lock().unwrap().execute(
+            "DELETE FROM artifacts WHERE fingerprint = ?1 AND digest = ?2",
+            params![fingerprint, digest_hex],
+        )?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::Io {
+                context: format!("removing {}", path.display()),
+                source: e,
+            }),
+        }
+    }
+
     /// Record a new version and make it active, in one transaction. If the
-    /// active version already has this digest and config, nothing changes.
+    /// active version already has this digest and config (and isn't
+    /// broken), nothing changes.
     pub fn create_version(&self, v: NewVersion<'_>) -> Result<Deployed> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
         let digest = wisp_core::digest_string(v.digest_hex);
         let config_json = serde_json::to_string(v.config).expect("config serializes");
         if let Some(active) = active_version(&tx, v.name)?
+            && active.broken.is_none()
             && active.digest == digest
             && &active.config == v.config
         {
@@ -335,36 +468,74 @@ impl Store {
         Ok(target)
     }
 
-    /// Insert a batch of activation records in one transaction.
-    pub fn insert_activations(&self, batch: &[Activation]) -> Result<()> {
+    /// Insert a batch of activation records in one transaction; returns how
+    /// many rows were written (a record whose id is already stored is
+    /// skipped).
+    ///
+    /// If a row fails (e.g. a log over SQLite's size limit), the batch is
+    /// retried row by row in a new transaction, and a row that still fails
+    /// is stored with its log replaced by `[log dropped: <error>]` (and, if
+    /// that isn't enough, its error message likewise): one record loses its
+    /// log, not the whole batch its records.
+    pub fn insert_activations(&self, batch: &[Activation]) -> Result<usize> {
         let mut db = self.acts.lock().unwrap();
+        let first = (|| -> rusqlite::Result<usize> {
+            let tx = db.transaction()?;
+            let mut written = 0;
+            {
+                let mut st = tx.prepare_cached(INSERT_ACTIVATION)?;
+                for a in batch {
+                    written += insert_activation(&mut st, a, a.log.as_deref(), a.error.as_deref())?;
+                }
+            }
+            tx.commit()?;
+            Ok(written)
+        })();
+        match first {
+            Ok(n) => return Ok(n),
+            Err(e) => tracing::warn!(
+                error = %e,
+                rows = batch.len(),
+                "writing a batch of activation records failed; retrying row by row"
+            ),
+        }
         let tx = db.transaction()?;
+        let mut written = 0;
         {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO activations (id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?;
+            let mut st = tx.prepare_cached(INSERT_ACTIVATION)?;
             for a in batch {
-                st.execute(params![
-                    a.id,
-                    a.function,
-                    a.version,
-                    a.start_ms,
-                    a.wait_us as i64,
-                    a.init_us as i64,
-                    a.run_us as i64,
-                    a.status.as_str(),
-                    a.http_status,
-                    a.cold,
-                    a.bytes_in as i64,
-                    a.bytes_out as i64,
-                    a.error,
-                    a.log
-                ])?;
+                let e = match insert_activation(&mut st, a, a.log.as_deref(), a.error.as_deref()) {
+                    Ok(n) => {
+                        written += n;
+                        continue;
+                    }
+                    Err(e) => e,
+                };
+                // An error that rolled the transaction back (disk full, I/O)
+                // is not this row's: give up on the batch as before.
+                if tx.is_autocommit() {
+                    return Err(e.into());
+                }
+                tracing::warn!(
+                    id = %a.id,
+                    function = %a.function,
+                    error = %e,
+                    "activation record can't be stored whole; storing it without its log"
+                );
+                let log = format!("[log dropped: {e}]");
+                let n = match insert_activation(&mut st, a, Some(&log), a.error.as_deref()) {
+                    Ok(n) => n,
+                    Err(e) if !tx.is_autocommit() && a.error.is_some() => {
+                        let error = format!("[error dropped: {e}]");
+                        insert_activation(&mut st, a, Some(&log), Some(&error))?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                written += n;
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(written)
     }
 
     /// Keep only the newest `keep` activations. Returns how many were removed.
@@ -395,9 +566,15 @@ impl Store {
     }
 
     /// Remove blobs and artifacts no version references, artifacts of other
-    /// engine fingerprints, and temp files left by a crash. Returns the
-    /// number of files removed.
+    /// engine fingerprints (files and recorded hashes), and temp files left
+    /// by a crash. Returns the number of files (and directories) removed.
+    ///
+    /// Safe while the store is in use: the home's lock keeps other
+    /// processes out, and in this process gc waits for file writes in
+    /// flight. A caller that stores a blob and then creates the version
+    /// referencing it must not run gc in between.
     pub fn gc(&self, fingerprint: &str) -> Result<usize> {
+        let _w = self.writes.write().unwrap();
         let live: std::collections::HashSet<String> = {
             let db = self.db.lock().unwrap();
             let mut st = db.prepare("SELECT DISTINCT digest FROM versions")?;
@@ -410,7 +587,7 @@ impl Store {
         let blobs = self.home.join("blobs/sha256");
         for e in fs::read_dir(&blobs).map_err(io("listing blobs"))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !live.contains(&name) && fs::remove_file(e.path()).is_ok() {
+            if (is_temp_name(&name) || !live.contains(&name)) && fs::remove_file(e.path()).is_ok() {
                 removed += 1;
             }
         }
@@ -419,6 +596,13 @@ impl Store {
             .map_err(io("listing compiled"))?
             .flatten()
         {
+            if !fpdir.file_type().is_ok_and(|t| t.is_dir()) {
+                // Not written by the store (artifacts live in subdirectories).
+                if fs::remove_file(fpdir.path()).is_ok() {
+                    removed += 1;
+                }
+                continue;
+            }
             if fpdir.file_name().to_string_lossy() != fingerprint {
                 if fs::remove_dir_all(fpdir.path()).is_ok() {
                     removed += 1;
@@ -430,14 +614,66 @@ impl Store {
                 .flatten()
             {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let digest = name.strip_suffix(".cwasm").unwrap_or("");
+                let digest = match name.strip_suffix(".cwasm") {
+                    Some(d) if !is_temp_name(&name) => d,
+                    _ => "",
+                };
                 if !live.contains(digest) && fs::remove_file(e.path()).is_ok() {
                     removed += 1;
                 }
             }
         }
+        // Recorded hashes of artifacts that are gone or were just removed.
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        let rows: Vec<(String, String)> = {
+            let mut st = tx.prepare("SELECT fingerprint, digest FROM artifacts")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (fp, digest) in rows {
+            if fp != fingerprint
+                || !live.contains(&digest)
+                || !self.artifact_path(&fp, &digest).exists()
+            {
+                tx.execute(
+                    "DELETE FROM artifacts WHERE fingerprint = ?1 AND digest = ?2",
+                    params![fp, digest],
+                )?;
+            }
+        }
+        tx.commit()?;
         Ok(removed)
     }
+}
+
+const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+/// Insert one record with the given log and error; returns the rows written
+/// (0 when the id is already stored).
+fn insert_activation(
+    st: &mut rusqlite::CachedStatement<'_>,
+    a: &Activation,
+    log: Option<&str>,
+    error: Option<&str>,
+) -> rusqlite::Result<usize> {
+    st.execute(params![
+        a.id,
+        a.function,
+        a.version,
+        a.start_ms,
+        a.wait_us as i64,
+        a.init_us as i64,
+        a.run_us as i64,
+        a.status.as_str(),
+        a.http_status,
+        a.cold,
+        a.bytes_in as i64,
+        a.bytes_out as i64,
+        error,
+        log
+    ])
 }
 
 fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
@@ -477,20 +713,40 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
             },
         )
         .optional()?;
-    Ok(row.map(
-        |(digest, abi, config, ws, cs, cms, created)| FunctionVersion {
+    Ok(row.map(|(digest, abi_s, config_s, ws, cs, cms, created)| {
+        // A row that no longer parses is never served with defaults in
+        // place of what was stored: it is marked broken, and says why.
+        let mut problems = Vec::new();
+        let abi = Abi::parse(&abi_s).unwrap_or_else(|| {
+            problems.push(format!(
+                "stored ABI of {name} v{version} is unknown ({abi_s:?})"
+            ));
+            Abi::Command
+        });
+        let config = serde_json::from_str(&config_s).unwrap_or_else(|e| {
+            problems.push(format!(
+                "stored config of {name} v{version} does not parse: {e}"
+            ));
+            FunctionConfig::default()
+        });
+        let broken = (!problems.is_empty()).then(|| {
+            let msg = format!("{}; redeploy or roll back", problems.join("; "));
+            tracing::error!(function = name, version, "{msg}");
+            msg
+        });
+        FunctionVersion {
             name: name.to_string(),
             version,
             digest,
-            abi: Abi::parse(&abi).unwrap_or(Abi::Command),
-            config: serde_json::from_str(&config).unwrap_or_default(),
+            abi,
+            config,
             wasm_size: ws as u64,
             compiled_size: cs as u64,
             compile_ms: cms,
             created_ms: created,
-            broken: None,
-        },
-    ))
+            broken,
+        }
+    }))
 }
 
 fn active_version(db: &Connection, name: &str) -> Result<Option<FunctionVersion>> {
@@ -523,35 +779,319 @@ fn function_info(db: &Connection, name: &str) -> Result<Option<FunctionInfo>> {
     }))
 }
 
-/// Write `bytes` to `path` atomically: temp file in the same directory,
-/// fsync, rename over, fsync the directory.
+/// Write `bytes` to `path` atomically, creating missing parent
+/// directories: a temp file of its own in the same directory (named from
+/// the pid, a process-wide counter and random bits, created exclusively, so
+/// concurrent writes of one path never share it), fsynced, renamed over
+/// `path`, then the directory fsynced. The file gets mode 0600.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("path has a parent");
     fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::Io {
-            context: format!("writing {}", path.display()),
-            source: e,
-        }
-    })
+    files::write_file(path, bytes)
+}
+
+#[cfg(test)]
+impl Store {
+    /// Lower SQLite's limit on a string or row's size on the activations
+    /// connection.
+    fn set_max_row_bytes_for_tests(&self, bytes: i32) {
+        self.acts
+            .lock()
+            .unwrap()
+            .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, bytes)
+            .unwrap();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    fn temps_in(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    }
+
+    fn activation(i: u32, log: String) -> Activation {
+        Activation {
+            id: format!("{i:032x}"),
+            function: "f".into(),
+            version: 1,
+            start_ms: i as i64,
+            wait_us: 1,
+            init_us: 2,
+            run_us: 3,
+            status: ActivationStatus::Success,
+            http_status: 200,
+            cold: false,
+            bytes_in: 4,
+            bytes_out: 5,
+            error: None,
+            log: Some(log),
+        }
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_home_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("wisp.lock")).unwrap(),
+            format!("{pid}\n")
+        );
+        // flock locks belong to the open file description: a second open in
+        // the same process conflicts just like another process would.
+        match Store::open(dir.path()) {
+            Err(Error::Locked(m)) => assert_eq!(
+                m,
+                format!(
+                    "another wisp server is using {} (pid {pid}); stop it or use another --home",
+                    dir.path().display()
+                )
+            ),
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("a second Store opened a home that is in use"),
+        }
+        drop(s);
+        let again = Store::open(dir.path()).expect("the lock goes with the Store");
+        drop(again);
+    }
+
+    #[test]
+    fn home_directories_and_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        fs::create_dir(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+        let s = Store::open(&home).unwrap();
+        let h = s.put_blob(b"module").unwrap();
+        s.put_artifact("fp1", &h, b"art").unwrap();
+        s.create_version(nv("f", &h, &FunctionConfig::default()))
+            .unwrap();
+        for d in ["", "blobs", "blobs/sha256", "compiled", "compiled/fp1"] {
+            assert_eq!(mode(&home.join(d)), 0o700, "directory {d:?}");
+        }
+        for f in [
+            s.blob_path(&h),
+            s.artifact_path("fp1", &h),
+            home.join("wisp.lock"),
+            home.join("wisp.db"),
+            home.join("wisp.db-wal"),
+            home.join("wisp.db-shm"),
+        ] {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_path_never_clobber_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.bin");
+        let threads = 8;
+        let rounds = 25;
+        let content = |t: usize, r: usize| vec![(t * rounds + r) as u8; 4096 + 97 * t + r];
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|sc| {
+            for t in 0..threads {
+                let (barrier, path) = (&barrier, &path);
+                sc.spawn(move || {
+                    barrier.wait();
+                    for r in 0..rounds {
+                        atomic_write(path, &content(t, r)).unwrap();
+                    }
+                });
+            }
+        });
+        let got = fs::read(&path).unwrap();
+        assert!(
+            (0..threads).any(|t| (0..rounds).any(|r| got == content(t, r))),
+            "the file is exactly one of the writes"
+        );
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(temps_in(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn artifacts_are_verified_against_their_recorded_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let path = s.put_artifact("fp1", "aa", &bytes).unwrap();
+        assert_eq!(
+            s.artifact_sha256("fp1", "aa").unwrap(),
+            Some(sha256_hex(&bytes))
+        );
+        assert_eq!(s.verify_artifact("fp1", "aa").unwrap(), path);
+
+        let mut flipped = bytes.clone();
+        flipped[54_321] ^= 1;
+        fs::write(&path, &flipped).unwrap();
+        match s.verify_artifact("fp1", "aa") {
+            Err(Error::Corrupt(m)) => {
+                assert!(m.contains(&path.display().to_string()), "{m}");
+                assert!(m.contains(&sha256_hex(&bytes)), "{m}");
+                assert!(m.contains(&sha256_hex(&flipped)), "{m}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+
+        // Rewritten through the store: verified again.
+        s.put_artifact("fp1", "aa", &bytes).unwrap();
+        s.verify_artifact("fp1", "aa").unwrap();
+
+        // No record: not trusted.
+        s.db.lock()
+            .unwrap()
+            .execute("DELETE FROM artifacts", [])
+            .unwrap();
+        assert_eq!(s.artifact_sha256("fp1", "aa").unwrap(), None);
+        match s.verify_artifact("fp1", "aa") {
+            Err(Error::Corrupt(m)) => assert!(m.contains(&path.display().to_string()), "{m}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+
+        // An empty artifact hashes too; a missing one is NotFound.
+        s.put_artifact("fp1", "empty", b"").unwrap();
+        s.verify_artifact("fp1", "empty").unwrap();
+        assert!(s.remove_artifact("fp1", "empty").unwrap());
+        assert!(matches!(
+            s.verify_artifact("fp1", "empty"),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+        ));
+        assert_eq!(s.artifact_sha256("fp1", "empty").unwrap(), None);
+    }
+
+    #[test]
+    fn gc_removes_artifact_records_and_stale_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let live = s.put_blob(b"live").unwrap();
+        let dead = s.put_blob(b"dead").unwrap();
+        s.create_version(nv("f", &live, &FunctionConfig::default()))
+            .unwrap();
+        s.put_artifact("fp1", &live, b"live art").unwrap();
+        s.put_artifact("fp1", &dead, b"dead art").unwrap();
+        s.put_artifact("old", &live, b"old art").unwrap();
+        // Left by a crash between create and rename.
+        let blob_tmp = dir
+            .path()
+            .join(format!("blobs/sha256/.{live}.4242.0.0123456789abcdef.tmp"));
+        let art_tmp = dir.path().join(format!(
+            "compiled/fp1/.{live}.cwasm.4242.7.0123456789abcdef.tmp"
+        ));
+        fs::write(&blob_tmp, b"partial").unwrap();
+        fs::write(&art_tmp, b"partial").unwrap();
+
+        let removed = s.gc("fp1").unwrap();
+        assert_eq!(
+            removed, 5,
+            "dead blob, dead artifact, the old fingerprint's dir, two temps"
+        );
+        assert!(!blob_tmp.exists() && !art_tmp.exists());
+        assert!(s.blob_path(&live).exists() && !s.blob_path(&dead).exists());
+        assert!(!s.artifact_path("fp1", &dead).exists());
+        s.verify_artifact("fp1", &live).unwrap();
+        assert_eq!(s.artifact_sha256("fp1", &dead).unwrap(), None);
+        assert_eq!(s.artifact_sha256("old", &live).unwrap(), None);
+        let rows: i64 =
+            s.db.lock()
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM artifacts", [], |r| r.get(0))
+                .unwrap();
+        assert_eq!(rows, 1, "only the live artifact's record is left");
+    }
+
+    #[test]
+    fn a_stored_config_that_does_not_parse_marks_the_version_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let c = FunctionConfig::default();
+        s.create_version(nv("hello", "aa", &c)).unwrap();
+        assert_eq!(
+            s.get_function("hello").unwrap().unwrap().active.broken,
+            None
+        );
+        s.db.lock()
+            .unwrap()
+            .execute(
+                r#"UPDATE versions SET config='{"limits":{"nope":1}}' WHERE name='hello'"#,
+                [],
+            )
+            .unwrap();
+        let v = s.get_function("hello").unwrap().unwrap().active;
+        let why = v.broken.expect("a config that does not parse is broken");
+        assert!(
+            why.starts_with("stored config of hello v1 does not parse: "),
+            "{why}"
+        );
+        assert!(why.contains("nope"), "names what failed: {why}");
+        assert!(why.ends_with("; redeploy or roll back"), "{why}");
+
+        // Redeploying the same module and config is not a no-op now.
+        let d = s.create_version(nv("hello", "aa", &c)).unwrap();
+        assert!(d.created);
+        assert_eq!(d.version.version, 2);
+        assert_eq!(d.version.broken, None);
+
+        s.db.lock()
+            .unwrap()
+            .execute("UPDATE versions SET abi='wasi-p9' WHERE version = 2", [])
+            .unwrap();
+        let why = s
+            .list_functions()
+            .unwrap()
+            .remove(0)
+            .active
+            .broken
+            .expect("an unknown ABI is broken");
+        assert!(why.contains("hello v2") && why.contains("wasi-p9"), "{why}");
+    }
+
+    #[test]
+    fn an_oversized_log_loses_only_that_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.set_max_row_bytes_for_tests(1000);
+        let batch: Vec<_> = (0..10)
+            .map(|i| {
+                activation(
+                    i,
+                    if i == 4 {
+                        "x".repeat(5000)
+                    } else {
+                        format!("log {i}")
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(s.insert_activations(&batch).unwrap(), 10);
+        assert_eq!(s.list_activations(None, 100).unwrap().len(), 10);
+        for i in 0..10 {
+            let a = s.get_activation(&format!("{i:032x}")).unwrap().unwrap();
+            let log = a.log.unwrap();
+            if i == 4 {
+                assert!(log.starts_with("[log dropped: "), "{log}");
+                assert!(log.contains("too big"), "{log}");
+            } else {
+                assert_eq!(log, format!("log {i}"));
+            }
+        }
+        // Already stored: nothing written, no error.
+        assert_eq!(s.insert_activations(&batch).unwrap(), 0);
+    }
 
     fn nv<'a>(name: &'a str, digest: &'a str, config: &'a FunctionConfig) -> NewVersion<'a> {
         NewVersion {
