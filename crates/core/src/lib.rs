@@ -383,9 +383,20 @@ pub enum ActivationStatus {
     Timeout,
     /// Refused before running (queue full, queue wait too long, pool full).
     Rejected,
+    /// The client went away before its answer was complete; whatever was
+    /// running for it was stopped and its slots released.
+    Cancelled,
 }
 
 impl ActivationStatus {
+    /// Every status, in a stable order (metrics).
+    pub const ALL: [ActivationStatus; 5] = [
+        ActivationStatus::Success,
+        ActivationStatus::Error,
+        ActivationStatus::Timeout,
+        ActivationStatus::Rejected,
+        ActivationStatus::Cancelled,
+    ];
     /// Stable string form.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -393,6 +404,7 @@ impl ActivationStatus {
             ActivationStatus::Error => "error",
             ActivationStatus::Timeout => "timeout",
             ActivationStatus::Rejected => "rejected",
+            ActivationStatus::Cancelled => "cancelled",
         }
     }
     /// Parse the stored string form.
@@ -401,6 +413,7 @@ impl ActivationStatus {
             "success" => ActivationStatus::Success,
             "timeout" => ActivationStatus::Timeout,
             "rejected" => ActivationStatus::Rejected,
+            "cancelled" => ActivationStatus::Cancelled,
             _ => ActivationStatus::Error,
         }
     }
@@ -465,6 +478,8 @@ pub enum ErrorKind {
     ResponseTooLarge,
     /// Missing or wrong bearer token.
     Unauthorized,
+    /// Not allowed for this caller (a foreign `Host` or `Origin`).
+    Forbidden,
     /// A bug or I/O failure on the host side.
     Internal,
 }
@@ -483,6 +498,7 @@ impl ErrorKind {
             ErrorKind::Exit => "nonzero_exit",
             ErrorKind::ResponseTooLarge => "response_too_large",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::Internal => "internal",
         }
     }
@@ -497,11 +513,12 @@ impl ErrorKind {
             ErrorKind::Timeout => 504,
             ErrorKind::Trap | ErrorKind::Exit | ErrorKind::ResponseTooLarge => 500,
             ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::Internal => 500,
         }
     }
     /// All kinds, for metrics.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::NotFound,
         ErrorKind::BadRequest,
         ErrorKind::PayloadTooLarge,
@@ -512,6 +529,7 @@ impl ErrorKind {
         ErrorKind::Exit,
         ErrorKind::ResponseTooLarge,
         ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
         ErrorKind::Internal,
     ];
 }

@@ -57,7 +57,7 @@ impl Histogram {
 /// Per-function metrics; survive redeploys of the same name.
 #[derive(Default)]
 pub struct FunctionMetrics {
-    by_status: [AtomicU64; 4],
+    by_status: [AtomicU64; ActivationStatus::ALL.len()],
     /// Cold starts (the function had to be loaded for the request).
     pub cold_starts: AtomicU64,
     /// Requests waiting for a concurrency slot right now.
@@ -69,12 +69,10 @@ pub struct FunctionMetrics {
 }
 
 fn status_index(s: ActivationStatus) -> usize {
-    match s {
-        ActivationStatus::Success => 0,
-        ActivationStatus::Error => 1,
-        ActivationStatus::Timeout => 2,
-        ActivationStatus::Rejected => 3,
-    }
+    ActivationStatus::ALL
+        .iter()
+        .position(|&x| x == s)
+        .expect("every status is in ALL")
 }
 
 impl FunctionMetrics {
@@ -126,12 +124,7 @@ impl Metrics {
 pub(crate) fn render_function(out: &mut String, name: &str, m: &FunctionMetrics, section: &str) {
     match section {
         "invocations" => {
-            for s in [
-                ActivationStatus::Success,
-                ActivationStatus::Error,
-                ActivationStatus::Timeout,
-                ActivationStatus::Rejected,
-            ] {
+            for s in ActivationStatus::ALL {
                 let _ = writeln!(
                     out,
                     "wisp_invocations_total{{function=\"{name}\",status=\"{}\"}} {}",

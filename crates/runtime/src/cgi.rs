@@ -145,8 +145,13 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
             content_type = v;
             continue;
         }
-        if k == http::header::CONTENT_LENGTH || k == http::header::AUTHORIZATION {
-            // RFC 3875 §4.1.18: credentials are not passed through.
+        if k == http::header::CONTENT_LENGTH
+            || k == http::header::AUTHORIZATION
+            || k.as_str() == "proxy"
+        {
+            // RFC 3875 §4.1.18: credentials are not passed through. `Proxy`
+            // would become HTTP_PROXY, which HTTP clients read as their
+            // proxy setting (httpoxy, CVE-2016-5385).
             continue;
         }
         let k = k.as_str();
@@ -163,7 +168,12 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
     }
     put("CONTENT_TYPE", content_type);
     for (k, v) in parse_query(req.query) {
-        if !k.is_empty() && !k.contains('=') && !k.contains('\0') && !v.contains('\0') {
+        if !k.is_empty()
+            && !k.contains('=')
+            && !k.contains('\0')
+            && !v.contains('\0')
+            && !reserved(&k)
+        {
             put(&k, &v);
         }
     }
@@ -172,6 +182,33 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
         env.push((k.clone(), v.clone()));
     }
     env
+}
+
+/// The names a query parameter may not take: the CGI meta-variables and
+/// every `HTTP_*` name (in any case), so what the guest is told about the
+/// request comes from the request itself, never from its query string.
+const META_VARIABLES: [&str; 14] = [
+    "AUTH_TYPE",
+    "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+    "GATEWAY_INTERFACE",
+    "PATH_INFO",
+    "PATH_TRANSLATED",
+    "QUERY_STRING",
+    "REMOTE_ADDR",
+    "REMOTE_HOST",
+    "REMOTE_IDENT",
+    "REMOTE_USER",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "SERVER_NAME",
+];
+
+fn reserved(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("HTTP_")
+        || upper.starts_with("SERVER_")
+        || META_VARIABLES.contains(&upper.as_str())
 }
 
 /// Split and percent-decode `a=1&b=two+words`.
@@ -301,5 +338,39 @@ mod tests {
         assert_eq!(get("n"), Some("40"));
         assert_eq!(get("MODE"), Some("safe"));
         assert_eq!(env.iter().filter(|(k, _)| k == "MODE").count(), 1);
+    }
+
+    #[test]
+    fn query_cannot_set_meta_variables_or_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        headers.insert("proxy", "http://evil:1".parse().unwrap());
+        let req = CgiRequest {
+            method: "GET",
+            path_info: "",
+            query: "HTTP_X_FORWARDED_FOR=6.6.6.6&HTTP_AUTHORIZATION=Bearer+x&http_cookie=a\
+                    &REMOTE_ADDR=6.6.6.6&SERVER_PORT=1&Request_Method=PUT&n=1",
+            headers: &headers,
+            content_length: 0,
+            function: "f",
+            server_name: "localhost",
+            server_port: 8080,
+            remote_addr: "127.0.0.1",
+        };
+        let env = build_cgi_env(&req, &[]);
+        let all = |k: &str| -> Vec<&str> {
+            env.iter()
+                .filter(|(ek, _)| ek.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(all("HTTP_X_FORWARDED_FOR"), vec!["1.1.1.1"]);
+        assert!(all("HTTP_AUTHORIZATION").is_empty());
+        assert!(all("HTTP_COOKIE").is_empty());
+        assert!(all("HTTP_PROXY").is_empty(), "httpoxy");
+        assert_eq!(all("REMOTE_ADDR"), vec!["127.0.0.1"]);
+        assert_eq!(all("SERVER_PORT"), vec!["8080"]);
+        assert_eq!(all("REQUEST_METHOD"), vec!["GET"]);
+        assert_eq!(all("n"), vec!["1"], "ordinary parameters still pass");
     }
 }

@@ -13,7 +13,9 @@
 //! connection pool for plain HTTP.
 
 use crate::engine::Runtime;
-use crate::invoke::{Limiter, RunError, arm_deadline, classify, instantiate_error, preopen};
+use crate::invoke::{
+    Budget, Limiter, RunError, arm_deadline, classify, instantiate_error, preopen,
+};
 use crate::pipe::CappedPipe;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -176,8 +178,11 @@ pub struct HttpInvocation<'a> {
     pub dirs: &'a [DirGrant],
     /// Limits to enforce.
     pub limits: &'a Limits,
-    /// Outbound allow-list.
+    /// Outbound allow-list; its `tcp://`/`udp://` entries grant `wasi:sockets`.
     pub allow: Arc<AllowList>,
+    /// Whatever the caller needs kept alive until the instance ends (its
+    /// admission slots): the instance task owns it and drops it last.
+    pub hold: Box<dyn Send>,
 }
 
 /// A component's answer: the response head and a body that streams while
@@ -260,6 +265,43 @@ impl Completion {
     }
 }
 
+/// Aborts the instance task when dropped while armed.
+struct AbortUnlessDone(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortUnlessDone {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// `wasi:sockets` for a component: off unless its allow-list names `tcp://`
+/// or `udp://` addresses, and then only to those addresses. Name lookup
+/// stays off: grants are by address.
+pub(crate) fn grant_sockets(b: &mut WasiCtxBuilder, allow: &Arc<AllowList>) {
+    let tcp = allow.grants_sockets("tcp");
+    let udp = allow.grants_sockets("udp");
+    b.allow_tcp(tcp).allow_udp(udp).allow_ip_name_lookup(false);
+    if tcp || udp {
+        let allow = allow.clone();
+        b.socket_addr_check(move |addr, use_| {
+            use wasmtime_wasi::sockets::SocketAddrUse as U;
+            // Grants are outbound: the implicit bind before a connect or
+            // send (wildcard address, port 0) is fine; serving is not.
+            let implicit = addr.ip().is_unspecified() && addr.port() == 0;
+            let ok = match use_ {
+                U::TcpBind => implicit || allow.allows_socket("tcp", addr),
+                U::TcpConnect => allow.allows_socket("tcp", addr),
+                U::UdpBind => implicit || allow.allows_socket("udp", addr),
+                U::UdpSend | U::UdpReceive => allow.allows_socket("udp", addr),
+                U::TcpListen | U::TcpAccept => false,
+            };
+            Box::pin(async move { ok })
+        });
+    }
+}
+
 /// Finishes a completion even if the instance task is dropped mid-way
 /// (runtime shutdown): the waiter hears of it instead of hanging.
 struct Finish {
@@ -306,10 +348,13 @@ impl Runtime {
     ) -> Result<HttpOutput, RunError> {
         let t0 = Instant::now();
         let deadline = t0 + inv.limits.timeout();
-        let log = CappedPipe::new(inv.limits.max_log_bytes as usize, false);
+        let budget = Budget::new(inv.limits.memory_bytes as usize);
+        let log = CappedPipe::new(inv.limits.max_log_bytes as usize, false).with_budget(&budget);
         let mut b = WasiCtxBuilder::new();
         b.stdout(log.clone()).stderr(log.clone()).envs(inv.env);
         preopen(&mut b, inv.dirs)?;
+        grant_sockets(&mut b, &inv.allow);
+        let hold = inv.hold;
         let state = HttpState {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
@@ -319,7 +364,7 @@ impl Runtime {
                 pool: self.pool.clone(),
                 log: log.clone(),
             },
-            limiter: Limiter::for_component(inv.limits.memory_bytes as usize),
+            limiter: Limiter::for_component(budget, inv.limits.memory_bytes as usize),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -349,6 +394,7 @@ impl Runtime {
             t0,
         };
         let task = async move {
+            let _hold = hold;
             let run = async {
                 let proxy = pre
                     .instantiate_async(&mut store)
@@ -377,10 +423,14 @@ impl Runtime {
                 run: t0.elapsed(),
             });
         };
-        match guests {
-            Some(rt) => drop(rt.spawn(task)),
-            None => drop(tokio::spawn(task)),
-        }
+        let handle = match guests {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        };
+        // Until the head is out, the instance belongs to this call: if the
+        // caller goes away (its client disconnected), stop the instance and
+        // release what it holds. Once the head is out it runs to its end.
+        let mut abort = AbortUnlessDone(Some(handle.abort_handle()));
 
         match rx.await {
             Ok(Ok(resp)) => {
@@ -390,6 +440,7 @@ impl Runtime {
                     http_body_util::Limited::new(b.map_err(|e| Box::new(e) as BoxError), max)
                         .boxed_unsync()
                 });
+                abort.0 = None;
                 Ok(HttpOutput {
                     response: resp,
                     done,

@@ -3,6 +3,8 @@
 use crate::engine::{Loaded, Runtime};
 use crate::pipe::CappedPipe;
 use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -16,10 +18,37 @@ pub struct HostState {
     limiter: Limiter,
 }
 
-/// Memory/table limiter that remembers a denied grow, so an
-/// out-of-memory abort can be reported as such.
+/// One instance's memory budget, shared by everything that grows with the
+/// guest: its linear memories and tables (all of them: a component may
+/// have dozens) and the host-side buffers of its stdout and stderr. Counted
+/// down as they grow; nothing is given back before the store is dropped,
+/// since memories never shrink and the buffers are read only at the end.
+#[derive(Clone)]
+pub(crate) struct Budget(Arc<AtomicUsize>);
+
+impl Budget {
+    pub(crate) fn new(bytes: usize) -> Budget {
+        Budget(Arc::new(AtomicUsize::new(bytes)))
+    }
+
+    /// Take `n` bytes; false (and nothing taken) if fewer are left.
+    pub(crate) fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+}
+
+/// Table elements are counted at this many bytes each (a funcref slot).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// Memory/table limiter over the instance's [`Budget`]; remembers a denied
+/// grow, so an out-of-memory abort can be reported as such.
 pub(crate) struct Limiter {
     memory_bytes: usize,
+    budget: Budget,
     /// Core instances / memories / tables per store: 1 for a module, a
     /// handful for a component (its own core modules and adapters).
     objects: usize,
@@ -28,31 +57,37 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     /// For a core module.
-    pub(crate) fn new(memory_bytes: usize) -> Limiter {
+    pub(crate) fn new(budget: Budget, memory_bytes: usize) -> Limiter {
         Limiter {
             memory_bytes,
+            budget,
             objects: 1,
             denied: None,
         }
     }
-    /// For a component.
-    pub(crate) fn for_component(memory_bytes: usize) -> Limiter {
+    /// For a component: up to [`COMPONENT_OBJECTS`] core instances and
+    /// memories, four times that many tables, all on one budget.
+    pub(crate) fn for_component(budget: Budget, memory_bytes: usize) -> Limiter {
         Limiter {
             memory_bytes,
-            objects: 64,
+            budget,
+            objects: COMPONENT_OBJECTS,
             denied: None,
         }
     }
 }
 
+/// Most core instances (and memories) one component instance may create.
+pub(crate) const COMPONENT_OBJECTS: usize = 32;
+
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        if desired > self.memory_bytes || !self.budget.take(desired.saturating_sub(current)) {
             self.denied = Some(desired);
             return Ok(false);
         }
@@ -60,11 +95,14 @@ impl ResourceLimiter for Limiter {
     }
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let bytes = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(desired <= 1_000_000 && self.budget.take(bytes))
     }
     fn instances(&self) -> usize {
         self.objects
@@ -248,8 +286,10 @@ impl Runtime {
         };
         let t0 = Instant::now();
         let deadline = t0 + inv.limits.timeout();
-        let stdout = CappedPipe::new(inv.limits.max_response_bytes as usize, true);
-        let stderr = CappedPipe::new(inv.limits.max_log_bytes as usize, false);
+        let budget = Budget::new(inv.limits.memory_bytes as usize);
+        let stdout =
+            CappedPipe::new(inv.limits.max_response_bytes as usize, true).with_budget(&budget);
+        let stderr = CappedPipe::new(inv.limits.max_log_bytes as usize, false).with_budget(&budget);
 
         let mut b = WasiCtxBuilder::new();
         b.stdin(MemoryInputPipe::new(inv.stdin))
@@ -260,7 +300,7 @@ impl Runtime {
         preopen(&mut b, inv.dirs)?;
         let state = HostState {
             wasi: b.build_p1(),
-            limiter: Limiter::new(inv.limits.memory_bytes as usize),
+            limiter: Limiter::new(budget, inv.limits.memory_bytes as usize),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -304,7 +344,18 @@ impl Runtime {
             }
             Ok(Err(e)) => Err(e),
             Ok(Ok((inst, result))) => {
+                let over_budget = stdout.budget_hit();
                 let (o, overflow) = collect(inst);
+                if over_budget {
+                    return Err(RunError::Trap(
+                        format!(
+                            "out of memory: the guest's memory and its buffered output passed its {}-byte limit",
+                            limits.memory_bytes
+                        ),
+                        None,
+                    )
+                    .with_output(o));
+                }
                 if overflow {
                     return Err(
                         RunError::ResponseTooLarge(limits.max_response_bytes, None).with_output(o)
@@ -316,5 +367,26 @@ impl Runtime {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_budget_across_all_memories_and_tables() {
+        const MIB: usize = 1 << 20;
+        let mut l = Limiter::for_component(Budget::new(10 * MIB), 10 * MIB);
+        // Each memory alone is under the limit; together they are not.
+        assert!(l.memory_growing(0, 6 * MIB, None).unwrap());
+        assert!(!l.memory_growing(0, 6 * MIB, None).unwrap());
+        assert_eq!(l.denied, Some(6 * MIB));
+        assert!(l.memory_growing(0, 4 * MIB, None).unwrap());
+        // Growth counts the difference only, and the budget is spent.
+        assert!(!l.memory_growing(4 * MIB, 4 * MIB + 1, None).unwrap());
+        assert!(!l.table_growing(0, 1, None).unwrap(), "tables share it too");
+        assert_eq!(l.memories(), COMPONENT_OBJECTS);
+        assert_eq!(Limiter::new(Budget::new(MIB), MIB).memories(), 1);
     }
 }

@@ -6,6 +6,7 @@
 //! and the host answers `response_too_large`; stderr past its cap is
 //! silently truncated, since a chatty log must not fail a request.
 
+use crate::invoke::Budget;
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::pin::Pin;
@@ -19,6 +20,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 struct Inner {
     buf: BytesMut,
     overflowed: bool,
+    /// The instance's memory budget refused more.
+    budget_hit: bool,
 }
 
 /// Shared handle: the guest writes through clones, the host reads the result.
@@ -26,6 +29,7 @@ struct Inner {
 pub(crate) struct CappedPipe {
     cap: usize,
     close_on_overflow: bool,
+    budget: Option<Budget>,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -34,8 +38,20 @@ impl CappedPipe {
         CappedPipe {
             cap,
             close_on_overflow,
+            budget: None,
             inner: Arc::new(Mutex::new(Inner::default())),
         }
+    }
+
+    /// Count buffered bytes against the instance's memory budget too.
+    pub(crate) fn with_budget(mut self, budget: &Budget) -> Self {
+        self.budget = Some(budget.clone());
+        self
+    }
+
+    /// Whether the memory budget, not the cap, stopped the writes.
+    pub(crate) fn budget_hit(&self) -> bool {
+        self.inner.lock().unwrap().budget_hit
     }
 
     /// Bytes written so far and whether the cap was hit.
@@ -49,7 +65,14 @@ impl CappedPipe {
     fn push(&self, data: &[u8]) -> bool {
         let mut i = self.inner.lock().unwrap();
         let room = self.cap.saturating_sub(i.buf.len());
-        let n = room.min(data.len());
+        let mut n = room.min(data.len());
+        if let Some(b) = &self.budget
+            && n > 0
+            && !b.take(n)
+        {
+            i.budget_hit = true;
+            n = 0;
+        }
         i.buf.extend_from_slice(&data[..n]);
         if n < data.len() {
             i.overflowed = true;
@@ -141,5 +164,16 @@ mod tests {
         log.write(Bytes::from_static(b"abcdef")).unwrap();
         log.write(Bytes::from_static(b"g")).unwrap();
         assert_eq!(log.take(), (Bytes::from_static(b"abc"), true));
+    }
+
+    #[test]
+    fn buffered_output_counts_against_the_instance_budget() {
+        let budget = Budget::new(10);
+        assert!(budget.take(4), "e.g. memory already grown");
+        let mut out = CappedPipe::new(100, true).with_budget(&budget);
+        out.write(Bytes::from_static(b"123456")).unwrap();
+        assert!(out.write(Bytes::from_static(b"7")).is_err(), "budget spent");
+        assert!(out.budget_hit());
+        assert!(!budget.take(1));
     }
 }

@@ -5,40 +5,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 use wisp_core::{ErrorKind, FunctionConfig};
 
 type S = State<Arc<AppState>>;
-
-/// Bearer-token check for `/v1/*` (constant-time compare).
-pub(crate) async fn auth(State(st): S, req: Request, next: Next) -> Response {
-    if let Some(token) = &st.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !ct_eq(given.as_bytes(), token.as_bytes()) {
-            return ApiError::new(
-                ErrorKind::Unauthorized,
-                "missing or wrong bearer token (Authorization: Bearer <token>)",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"

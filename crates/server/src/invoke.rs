@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wisp_core::{Abi, ErrorKind};
@@ -70,26 +70,12 @@ async fn run(
     {
         return Err(too_large());
     }
-    let body = if h.version().abi == Abi::Http {
-        // Streamed into the component; the limit applies as it flows.
-        RequestBody::Stream(Limited::new(body, max as usize).boxed_unsync())
-    } else {
-        match Limited::new(body, max as usize).collect().await {
-            Ok(c) => RequestBody::Full(c.to_bytes()),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(too_large());
-            }
-            Err(e) => {
-                return Err(ApiError::new(
-                    ErrorKind::BadRequest,
-                    format!("reading request body: {e}"),
-                ));
-            }
-        }
-    };
+    // Read (command modules) or streamed (components) only once admitted,
+    // against the function's limit and the node's buffer budget.
+    let body = RequestBody::Stream(
+        body.map_err(|e| Box::new(e) as wisp_runtime::BoxError)
+            .boxed_unsync(),
+    );
     let request = wisp_executor::Request {
         query: parts.uri.query().unwrap_or("").to_string(),
         method: parts.method,

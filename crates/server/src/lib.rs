@@ -1,13 +1,18 @@
 //! Wisp's HTTP gateway: the management API (`/v1/*`, JSON, bearer-token
 //! auth), the invoke routes (`/fn/{name}/{*path}`), `/metrics` and
-//! `/healthz`. It translates HTTP to executor calls and back and holds no
+//! `/healthz`, served by [`conn`]'s accept loop with its connection cap and
+//! timeouts. It translates HTTP to executor calls and back and holds no
 //! business logic of its own.
 
 mod api;
+pub mod conn;
 mod error;
+mod guard;
 mod invoke;
 
+pub use conn::HttpLimits;
 pub use error::ApiError;
+pub use guard::{Access, HostCheck};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -19,17 +24,16 @@ use wisp_executor::Executor;
 pub struct AppState {
     /// The executor.
     pub exec: Arc<Executor>,
-    /// Bearer token required on `/v1/*`, if set.
-    pub token: Option<String>,
+    /// Who may use the management API and `/metrics`.
+    pub access: Access,
     /// Host name reported to guests as `SERVER_NAME`.
     pub server_name: String,
     /// Port reported to guests as `SERVER_PORT`.
     pub server_port: u16,
 }
 
-/// Build the router. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so guests see
-/// `REMOTE_ADDR`.
+/// Build the router. Each request must carry `ConnectInfo<SocketAddr>`
+/// ([`serve`] inserts it) so guests see `REMOTE_ADDR`.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_module = state.exec.options().max_module_bytes;
     let v1 = Router::new()
@@ -47,37 +51,37 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(max_module + (1 << 20)))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            api::auth,
+            guard::api_auth,
+        ));
+    let metrics = Router::new()
+        .route("/metrics", get(api::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::metrics_auth,
         ));
     Router::new()
         .nest("/v1", v1)
+        .merge(metrics)
         .route("/fn/{name}", any(invoke::invoke_root))
         .route("/fn/{name}/", any(invoke::invoke_root))
         .route("/fn/{name}/{*path}", any(invoke::invoke_path))
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::host_check,
+        ))
         .with_state(state)
 }
 
-/// Serve `state` on `listener` until `shutdown` resolves, then stop
-/// accepting and let in-flight requests finish (the caller bounds that).
+/// Serve `state` on `listener` under `limits` until `shutdown` resolves,
+/// then stop accepting and let in-flight requests finish (the caller
+/// bounds that).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = router(state);
-    // Streamed bodies go out as several writes; without TCP_NODELAY, Nagle
-    // and delayed ACKs would hold each response's tail for ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    conn::serve(listener, router(state), limits, shutdown).await
 }

@@ -191,6 +191,7 @@ async fn run_http(
         dirs: &config.dirs,
         limits: &config.limits,
         allow,
+        hold: Box::new(()),
     };
     match runtime.invoke_http(pre, req, inv, None).await {
         Ok(out) => {

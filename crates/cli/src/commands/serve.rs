@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wisp_executor::{Executor, ExecutorOptions};
 use wisp_runtime::{EngineOptions, Runtime};
-use wisp_server::AppState;
+use wisp_server::{Access, AppState, HostCheck, HttpLimits};
 
 /// Run the Wisp server.
 #[derive(Args, Debug)]
@@ -19,9 +19,57 @@ pub struct ServeCommand {
     /// Data directory: SQLite database, module blobs, compiled artifacts.
     #[arg(long, env = "WISP_HOME", default_value = ".wisp")]
     home: PathBuf,
-    /// Require `Authorization: Bearer <token>` on /v1/* (default: no auth).
-    #[arg(long, env = "WISP_TOKEN", hide_env_values = true)]
+    /// Require `Authorization: Bearer <token>` on /v1/* and /metrics. Prefer
+    /// --token-file: a flag's value shows in `ps`. Required on a non-loopback
+    /// address (see --insecure); may not be empty.
+    #[arg(
+        long,
+        env = "WISP_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     token: Option<String>,
+    /// Read the token from this file (its first line, whitespace trimmed).
+    #[arg(long, env = "WISP_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve without a token on a non-loopback address. Anyone who can reach
+    /// the port can then deploy code and read every activation: only for
+    /// networks you trust completely.
+    #[arg(long, env = "WISP_INSECURE")]
+    insecure: bool,
+    /// Serve /metrics without the token (e.g. for a Prometheus without credentials).
+    #[arg(long, env = "WISP_PUBLIC_METRICS")]
+    public_metrics: bool,
+    /// A host name requests may be addressed to (repeatable, or comma-separated
+    /// in WISP_ALLOW_HOST). On a loopback address the names localhost,
+    /// 127.0.0.1 and ::1 are always allowed and every other Host gets 403 (DNS
+    /// rebinding); on other addresses, listing any turns the check on.
+    #[arg(long = "allow-host", env = "WISP_ALLOW_HOST", value_delimiter = ',')]
+    allow_hosts: Vec<String>,
+    /// A directory under which functions may be granted dirs (repeatable, or
+    /// comma-separated in WISP_ALLOW_DIR). Default: none, so no deploy may
+    /// grant a directory. Never the Wisp home or a directory containing it.
+    #[arg(long = "allow-dir", env = "WISP_ALLOW_DIR", value_delimiter = ',')]
+    allow_dirs: Vec<PathBuf>,
+    /// Most HTTP connections open at once; new ones past it get a 503 and are closed.
+    #[arg(long, env = "WISP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Time a client has to send a request's headers, from their first byte, e.g. 10s.
+    #[arg(long, env = "WISP_HEADER_TIMEOUT", default_value = "10s", value_parser = wisp_core::units::parse_duration)]
+    header_timeout: Duration,
+    /// Time an idle keep-alive connection is kept open, e.g. 60s.
+    #[arg(long, env = "WISP_IDLE_TIMEOUT", default_value = "60s", value_parser = wisp_core::units::parse_duration)]
+    idle_timeout: Duration,
+    /// Longest pause between two chunks of a request body, e.g. 30s.
+    #[arg(long, env = "WISP_BODY_TIMEOUT", default_value = "30s", value_parser = wisp_core::units::parse_duration)]
+    body_timeout: Duration,
+    /// Request-body bytes buffered at once across all functions, e.g. 1GiB;
+    /// past it requests get 503.
+    #[arg(long, env = "WISP_MAX_BUFFERED_BODY", default_value = "1GiB", value_parser = wisp_core::units::parse_size)]
+    max_buffered_body: u64,
+    /// Longest a deploy may spend compiling, e.g. 120s; past it the deploy fails.
+    #[arg(long, env = "WISP_COMPILE_TIMEOUT", default_value = "120s", value_parser = wisp_core::units::parse_duration)]
+    compile_timeout: Duration,
     /// Instance slots in the pooling allocator: the most instances alive at once.
     #[arg(long, env = "WISP_POOL_INSTANCES", default_value_t = 2000)]
     pool_instances: u32,
@@ -64,6 +112,25 @@ impl ServeCommand {
         if self.pool_instances == 0 {
             anyhow::bail!("--pool-instances must be at least 1");
         }
+        if self.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        let token = self.resolve_token()?;
+        if token.is_none() && !self.listen.ip().is_loopback() && !self.insecure {
+            anyhow::bail!(
+                "refusing to serve {} without a token: anyone who can reach it could deploy code. \
+                 Set one with --token-file FILE (or WISP_TOKEN), or pass --insecure if this network is trusted",
+                self.listen
+            );
+        }
+        let allow_dirs = self
+            .allow_dirs
+            .iter()
+            .map(|d| {
+                d.canonicalize()
+                    .with_context(|| format!("--allow-dir {}", d.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         rt.enable_all().thread_name("wisp-worker");
         if let Some(w) = self.workers {
@@ -79,12 +146,44 @@ impl ServeCommand {
         let inline = self.guest_workers == Some(0);
         let guests = g.build()?;
         let handle = (!inline).then(|| guests.handle().clone());
-        let code = io.block_on(self.serve(handle));
+        let code = io.block_on(self.serve(handle, token, allow_dirs));
         guests.shutdown_timeout(Duration::from_secs(1));
         code
     }
 
-    async fn serve(self, guests: Option<tokio::runtime::Handle>) -> Result<i32> {
+    /// The token from --token or --token-file; an empty one is an error,
+    /// never "no auth".
+    fn resolve_token(&self) -> Result<Option<String>> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading --token-file {}", f.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(t) = &token
+            && t.trim().is_empty()
+        {
+            anyhow::bail!(
+                "the token is empty (from --token, WISP_TOKEN or --token-file): an empty token would turn auth off; \
+                 unset it to serve without auth on loopback, or set a real one"
+            );
+        }
+        Ok(token)
+    }
+
+    async fn serve(
+        self,
+        guests: Option<tokio::runtime::Handle>,
+        token: Option<String>,
+        allow_dirs: Vec<PathBuf>,
+    ) -> Result<i32> {
         raise_nofile_limit();
         let runtime = Arc::new(
             Runtime::new(EngineOptions {
@@ -110,6 +209,10 @@ impl ServeCommand {
                 activation_retention: self.activation_retention,
                 max_module_bytes: self.max_module as usize,
                 guest_runtime: guests,
+                allow_dirs,
+                max_instances: self.pool_instances as usize,
+                max_buffered_body_bytes: self.max_buffered_body as usize,
+                compile_timeout: self.compile_timeout,
                 ..Default::default()
             },
         )
@@ -120,23 +223,41 @@ impl ServeCommand {
             .await
             .with_context(|| format!("binding {}", self.listen))?;
         let addr = listener.local_addr()?;
+        let hosts = if addr.ip().is_loopback() {
+            Some(HostCheck::loopback(&self.allow_hosts))
+        } else if !self.allow_hosts.is_empty() {
+            Some(HostCheck::only(&self.allow_hosts))
+        } else {
+            None
+        };
+        let auth = token.is_some();
         let state = Arc::new(AppState {
             exec: exec.clone(),
-            token: self.token.clone().filter(|t| !t.is_empty()),
+            access: Access {
+                token,
+                public_metrics: self.public_metrics,
+                hosts,
+            },
             server_name: addr.ip().to_string(),
             server_port: addr.port(),
         });
+        let limits = HttpLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            body_read_timeout: self.body_timeout,
+        };
         let n = exec.list().await.map(|l| l.len()).unwrap_or(0);
         tracing::info!(
             %addr, home = %home.display(), functions = n, pooling = runtime.pooling(), pagemap_scan = runtime.pagemap_scan(),
-            engine = runtime.fingerprint(), auth = self.token.is_some(), "wisp serving"
+            engine = runtime.fingerprint(), auth, "wisp serving"
         );
         // The one line scripts and tests parse.
         println!("wisp listening on http://{addr}");
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            wisp_server::serve(listener, state, async {
+            wisp_server::serve(listener, state, limits, async {
                 let _ = stop_rx.await;
             })
             .await

@@ -325,7 +325,7 @@ async fn deploy_rejects_bad_modules_with_a_message() {
     )
     .await);
     assert_eq!(st, 400);
-    assert!(msg.contains("does not exist"), "{msg}");
+    assert!(msg.contains("not usable on the host"), "{msg}");
 
     // Nothing of the failed deploys was kept.
     let l = get_json(&c, "/v1/functions").await;
@@ -334,7 +334,7 @@ async fn deploy_rejects_bad_modules_with_a_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_protects_the_management_api_only() {
+async fn token_protects_the_management_api_and_metrics() {
     let s = Server::with(&[], &[("WISP_TOKEN", "s3cret")]);
     let anon = s.client();
     let r = anon.get("/v1/functions").await.unwrap();
@@ -348,15 +348,16 @@ async fn token_protects_the_management_api_only() {
     let ok = s.client_with_token("s3cret");
     assert_eq!(ok.get("/v1/functions").await.unwrap().status, 200);
     deploy_guest(&ok, "hello", "hello").await;
-    // Invoke routes, health and metrics stay open.
+    // Invoke routes and health stay open; metrics follow the API's token.
     assert_eq!(anon.get("/fn/hello").await.unwrap().status, 200);
     assert_eq!(anon.get("/healthz").await.unwrap().status, 200);
-    assert_eq!(anon.get("/metrics").await.unwrap().status, 200);
+    assert_eq!(anon.get("/metrics").await.unwrap().status, 401);
+    assert_eq!(ok.get("/metrics").await.unwrap().status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_dirs_read_only_and_read_write() {
-    let s = Server::start();
+    let s = Server::allowing_dirs();
     let c = s.client();
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("in.txt"), "granted content").unwrap();

@@ -22,7 +22,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn deploy_invoke_ls_logs_rollback_rm() {
-    let s = Server::start();
+    let s = Server::allowing_dirs();
     let hello = guest("hello");
     let cgi = guest("test-cgi");
     let data = tempfile::tempdir().unwrap();

@@ -103,7 +103,7 @@ async fn golden(name: &str, data: Data, cases: &[Case]) {
         .native
         .clone()
         .expect("native build (run scripts/build-functions without --wasm-only)");
-    let s = Server::start();
+    let s = Server::allowing_dirs();
     let c = s.client();
     for (i, case) in cases.iter().enumerate() {
         // Fresh scratch dirs per case and side, so writes can't leak between them.

@@ -296,7 +296,7 @@ async fn limits_apply_to_components() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzysearch_reads_its_text_from_object_storage() {
     let ng = Nginx::start(&inputs().join("text"));
-    let s = Server::start();
+    let s = Server::allowing_dirs();
     let c = s.client();
     let r = deploy(
         &c,

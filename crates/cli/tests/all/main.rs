@@ -8,6 +8,7 @@ mod api;
 mod bench;
 mod cli;
 mod functions;
+mod hardening;
 mod http;
 mod limits;
 mod store;

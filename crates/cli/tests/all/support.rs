@@ -100,6 +100,23 @@ impl Server {
         Server::with(&[], &[])
     }
 
+    /// A server that lets functions be granted dirs under the temp dir and
+    /// the guests' build outputs (inputs). `Server::start` allows none.
+    pub fn allowing_dirs() -> Server {
+        let tmp = std::env::temp_dir();
+        let _ = inputs();
+        let built = repo_root().join("functions/target");
+        Server::with(
+            &[
+                "--allow-dir",
+                tmp.to_str().unwrap(),
+                "--allow-dir",
+                built.to_str().unwrap(),
+            ],
+            &[],
+        )
+    }
+
     pub fn with(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
@@ -160,6 +177,15 @@ impl Server {
 
     /// Start again on the same home after `terminate`/`kill9`.
     pub fn restart_after_stop(&mut self) {
+        let (child, url) = spawn(&self.home, &self.args, &self.envs);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// Stop gracefully and start again on the same home with other flags.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.terminate();
+        self.args = args.iter().map(|s| s.to_string()).collect();
         let (child, url) = spawn(&self.home, &self.args, &self.envs);
         self.child = child;
         self.url = url;

@@ -10,6 +10,7 @@
 //! | `/stream?chunks=N&size=S` | 200, N chunks of S bytes (`b'a' + i % 26`), each flushed (N=4, S=16384) |
 //! | `/env?name=K` | 200, the value of env var K, or `unset` |
 //! | `/fetch?url=U` | outbound GET: 200 `status <S>\n` + body, or 502 `outbound error: <ErrorCode>\n` |
+//! | `/tcp?addr=IP:PORT` | a raw `wasi:sockets` TCP connect: 200 `connected\n`, or 502 `tcp error: <kind>\n` |
 //! | anything else | 404 `not found\n` |
 use wisp_http_guest::wasi;
 use wisp_http_guest::{Params, finish, respond, split_path, start_response, text, write_all};
@@ -43,6 +44,7 @@ impl Guest for HelloHttp {
             "/stream" => stream(&params, out),
             "/env" => env(&params, out),
             "/fetch" => fetch(&params, out),
+            "/tcp" => tcp(&params, out),
             _ => match path.strip_prefix("/status/") {
                 Some(code) => status(code, out),
                 None => text(out, 404, "not found\n"),
@@ -139,6 +141,18 @@ fn env(params: &Params, out: ResponseOutparam) {
     };
     let value = std::env::var(name).unwrap_or_else(|_| "unset".to_string());
     respond(out, 200, &[("content-type", TEXT)], value.as_bytes());
+}
+
+/// Opens a TCP connection with std (`wasi:sockets` underneath), which the
+/// host grants only for `tcp://` entries of the allow-list.
+fn tcp(params: &Params, out: ResponseOutparam) {
+    let Some(addr) = params.get("addr").and_then(|a| a.parse::<std::net::SocketAddr>().ok()) else {
+        return text(out, 400, "missing or bad parameter 'addr' (IP:PORT)\n");
+    };
+    match std::net::TcpStream::connect(addr) {
+        Ok(_) => text(out, 200, "connected\n"),
+        Err(e) => text(out, 502, &format!("tcp error: {:?}\n", e.kind())),
+    }
 }
 
 fn fetch(params: &Params, out: ResponseOutparam) {

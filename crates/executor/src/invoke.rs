@@ -1,0 +1,455 @@
+//! One invocation: admit → template → run → record, for each ABI. The
+//! pieces ([`admit`], [`Executor::template`], [`Draft`]) are shared, so a new
+//! way of invoking (a JSON call, a workflow step) reuses them instead of
+//! copying them.
+
+use crate::Executor;
+use crate::activation::{Draft, PendingRecord, log_text};
+use crate::admission::{Admitted, admit, body_error};
+use crate::error::{Error, run_error};
+use crate::table::FunctionHandle;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use wisp_core::ErrorKind;
+use wisp_runtime::{CgiRequest, GuestBody, HttpInvocation, Invocation, Loaded, RunError};
+
+/// One HTTP request, reduced to what the ABIs need.
+#[derive(Debug, Default)]
+pub struct Request {
+    /// Method.
+    pub method: http::Method,
+    /// Sub-path after `/fn/{name}` ("" or starting with `/`).
+    pub path_info: String,
+    /// Raw query string.
+    pub query: String,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body. A stream is read only after the request is admitted, against
+    /// the function's `max_body_bytes` and the node's buffer budget.
+    pub body: RequestBody,
+    /// Client address.
+    pub remote_addr: String,
+    /// Host name the server answers as.
+    pub server_name: String,
+    /// Port the server answers on.
+    pub server_port: u16,
+}
+
+/// A request body.
+pub enum RequestBody {
+    /// Fully read.
+    Full(Bytes),
+    /// Not read yet: collected after admission (command modules) or
+    /// streamed into the guest (components).
+    Stream(GuestBody),
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        RequestBody::Full(Bytes::new())
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            RequestBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// A response body.
+pub enum ResponseBody {
+    /// Complete (command ABI).
+    Full(Bytes),
+    /// Streams while the component keeps running (`http` ABI).
+    Stream(wisp_runtime::ResponseBody),
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            ResponseBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// A guest's answer plus what the platform measured.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers from the guest (CGI header lines that are not valid HTTP are
+    /// dropped).
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: ResponseBody,
+    /// Activation id.
+    pub activation_id: String,
+    /// Whether this request loaded the function.
+    pub cold: bool,
+    /// Queue wait.
+    pub wait: Duration,
+    /// Load time (zero when warm).
+    pub init: Duration,
+    /// Instantiate + run time.
+    pub run: Duration,
+}
+
+/// What the stages before running hand to an ABI.
+struct Ready<'h> {
+    loaded: &'h Loaded,
+    admitted: Admitted,
+    cold: bool,
+    wait: Duration,
+    init: Duration,
+}
+
+impl Executor {
+    /// Invoke `h` with `req`. Never panics on guest behaviour; every failure
+    /// is an [`Error`] with a kind. Cancel-safe: dropping the future stops
+    /// the guest, releases every slot and records a cancelled activation.
+    pub async fn invoke(&self, h: &Arc<FunctionHandle>, req: Request) -> Result<Response, Error> {
+        let mut draft = Draft::start(
+            &h.version.name,
+            h.version.version,
+            h.metrics.clone(),
+            self.recorder.clone(),
+        );
+        let ready = match self.prepare(h, &mut draft).await {
+            Ok(r) => r,
+            Err(e) => return Err(draft.fail(e)),
+        };
+        match ready.loaded {
+            Loaded::Command(_) => self.run_command(h, req, ready, draft).await,
+            Loaded::Http(_) => self.run_http(h, req, ready, draft).await,
+        }
+    }
+
+    /// Admission and the template: what every ABI needs before it runs.
+    async fn prepare<'h>(
+        &self,
+        h: &'h FunctionHandle,
+        draft: &mut Draft,
+    ) -> Result<Ready<'h>, Error> {
+        if let Some(why) = &h.broken {
+            return Err(Error::new(ErrorKind::Unavailable, why.clone()));
+        }
+        let admitted = admit(h, &self.node).await?;
+        let wait = draft.started().elapsed();
+        draft.waited(wait);
+        let (loaded, cold, init) = self.template(h).await?;
+        draft.loaded(cold, init);
+        Ok(Ready {
+            loaded,
+            admitted,
+            cold,
+            wait,
+            init,
+        })
+    }
+
+    /// The command ABI: CGI in, CGI out, a fresh instance in between.
+    async fn run_command(
+        &self,
+        h: &Arc<FunctionHandle>,
+        req: Request,
+        mut ready: Ready<'_>,
+        mut draft: Draft,
+    ) -> Result<Response, Error> {
+        let limits = &h.version.config.limits;
+        let body = match req.body {
+            RequestBody::Full(b) => b,
+            RequestBody::Stream(s) => {
+                match ready.admitted.collect_body(s, limits.max_body_bytes).await {
+                    Ok(b) => b,
+                    Err(e) => return Err(draft.fail(e)),
+                }
+            }
+        };
+        draft.bytes_in(body.len() as u64);
+        let cgi = CgiRequest {
+            method: req.method.as_str(),
+            path_info: &req.path_info,
+            query: &req.query,
+            headers: &req.headers,
+            content_length: body.len(),
+            function: &h.version.name,
+            server_name: &req.server_name,
+            server_port: req.server_port,
+            remote_addr: &req.remote_addr,
+        };
+        let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
+        ready.admitted.start_running(&h.metrics);
+        let t_run = Instant::now();
+        let result = match &self.opts.guest_runtime {
+            None => {
+                self.runtime
+                    .invoke(
+                        ready.loaded,
+                        Invocation {
+                            args: &h.args,
+                            env: &env,
+                            stdin: body,
+                            dirs: &h.version.config.dirs,
+                            limits,
+                        },
+                    )
+                    .await
+            }
+            Some(rt) => {
+                let (runtime, loaded, h2) = (self.runtime.clone(), ready.loaded.clone(), h.clone());
+                let task = rt.spawn(async move {
+                    let c = &h2.version.config;
+                    runtime
+                        .invoke(
+                            &loaded,
+                            Invocation {
+                                args: &h2.args,
+                                env: &env,
+                                stdin: body,
+                                dirs: &c.dirs,
+                                limits: &c.limits,
+                            },
+                        )
+                        .await
+                });
+                // If the client goes away, stop the guest too.
+                let _abort = AbortOnDrop(task.abort_handle());
+                task.await.unwrap_or_else(|e| {
+                    Err(RunError::Internal(format!(
+                        "guest task ended abnormally: {e}"
+                    )))
+                })
+            }
+        };
+        let run = t_run.elapsed();
+        drop(ready.admitted);
+        match result {
+            Ok(out) => {
+                draft.ran(run, log_text(&out.stderr, out.stderr_truncated));
+                let resp = wisp_runtime::parse_cgi_response(out.stdout);
+                let id = draft.id().to_string();
+                draft.succeed(resp.status, resp.body.len() as u64);
+                Ok(Response {
+                    status: resp.status,
+                    headers: header_map(resp.headers),
+                    body: ResponseBody::Full(resp.body),
+                    activation_id: id,
+                    cold: ready.cold,
+                    wait: ready.wait,
+                    init: ready.init,
+                    run,
+                })
+            }
+            Err(e) => {
+                let log = e
+                    .output()
+                    .and_then(|o| log_text(&o.stderr, o.stderr_truncated));
+                draft.ran(run, log);
+                Err(draft.fail(run_error(&e)))
+            }
+        }
+    }
+
+    /// The `http` ABI: stream the request into a fresh component instance.
+    /// The instance task holds the admission guard, so it stays counted
+    /// until it ends, also when it outlives its client; the activation is
+    /// recorded when the instance finishes, which may be after the response
+    /// head was sent (the body streams).
+    async fn run_http(
+        &self,
+        h: &Arc<FunctionHandle>,
+        req: Request,
+        mut ready: Ready<'_>,
+        draft: Draft,
+    ) -> Result<Response, Error> {
+        let Loaded::Http(pre) = ready.loaded else {
+            unreachable!("checked by the caller")
+        };
+        let c = &h.version.config;
+        let mut path = if req.path_info.is_empty() {
+            "/".to_string()
+        } else {
+            req.path_info.clone()
+        };
+        if !req.query.is_empty() {
+            path.push('?');
+            path.push_str(&req.query);
+        }
+        let mut b = http::Request::builder().method(req.method).uri(path);
+        if let Some(hs) = b.headers_mut() {
+            *hs = req.headers;
+        }
+        if let (Some(hs), Some(p)) = (b.headers_mut(), &h.prefix) {
+            hs.insert("x-forwarded-prefix", p.clone());
+        }
+        let max = c.limits.max_body_bytes as usize;
+        let body = match req.body {
+            RequestBody::Stream(s) => http_body_util::Limited::new(s, max)
+                .map_err(|e| {
+                    let e = body_error(e);
+                    Box::new(e) as wisp_runtime::BoxError
+                })
+                .boxed_unsync(),
+            RequestBody::Full(bytes) => http_body_util::Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        };
+        let hreq = match b.body(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(draft.fail(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("invalid request: {e}"),
+                )));
+            }
+        };
+        ready.admitted.start_running(&h.metrics);
+        let t_run = Instant::now();
+        let inv = HttpInvocation {
+            env: &h.env,
+            dirs: &c.dirs,
+            limits: &c.limits,
+            allow: h.allow.clone(),
+            hold: Box::new(ready.admitted),
+        };
+        let result = self
+            .runtime
+            .invoke_http(pre, hreq, inv, self.opts.guest_runtime.as_ref())
+            .await;
+        let out = match result {
+            Ok(o) => o,
+            Err(e) => {
+                let mut draft = draft;
+                let log = e
+                    .output()
+                    .and_then(|o| log_text(&o.stderr, o.stderr_truncated));
+                draft.ran(t_run.elapsed(), log);
+                return Err(draft.fail(run_error(&e)));
+            }
+        };
+        let (parts, body) = out.response.into_parts();
+        let id = draft.id().to_string();
+        // The record is written when the last of its two holders lets go:
+        // the instance's completion (outcome, log) and the response body
+        // (bytes sent). The body ends only after the instance has, so a
+        // client holding the whole response can read its record.
+        let pending = draft.streaming(parts.status.as_u16());
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let body = BodyExt::boxed_unsync(Counted {
+            inner: Some(body),
+            pending: Some(pending.clone()),
+            instance_ended: ended_rx,
+        });
+        out.done.on_complete(move |d| {
+            pending.instance_ended(t_run.elapsed(), &d.log, d.log_truncated, d.result);
+            // Let go first, then tell the body: its drop is then the last.
+            drop(pending);
+            let _ = ended_tx.send(());
+        });
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: ResponseBody::Stream(body),
+            activation_id: id,
+            cold: ready.cold,
+            wait: ready.wait,
+            init: ready.init,
+            run: out.instantiate,
+        })
+    }
+}
+
+/// A streamed response body that counts the bytes sent and ends only once
+/// the instance has too: as with a CGI process, the response is complete
+/// when the function is, and its record is queued before the last bytes go
+/// out. Dropped before its end, it marks the activation cancelled.
+struct Counted {
+    /// `None` once the guest's body has ended.
+    inner: Option<wisp_runtime::ResponseBody>,
+    pending: Option<Arc<PendingRecord>>,
+    instance_ended: oneshot::Receiver<()>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pending {
+            p.client_gone.store(true, Relaxed);
+        }
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = wisp_runtime::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(inner) = &mut this.inner {
+            match std::pin::Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(None) => this.inner = None,
+                Poll::Ready(Some(Ok(f))) => {
+                    if let (Some(d), Some(p)) = (f.data_ref(), &this.pending) {
+                        p.bytes_out.fetch_add(d.len() as u64, Relaxed);
+                    }
+                    return Poll::Ready(Some(Ok(f)));
+                }
+                other => return other,
+            }
+        }
+        // The guest's body is done; end the response with the instance.
+        // (A dropped sender also means the instance is gone.)
+        if std::pin::Pin::new(&mut this.instance_ended)
+            .poll(cx)
+            .is_pending()
+        {
+            return Poll::Pending;
+        }
+        this.pending = None;
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_none() && self.inner.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| http_body::SizeHint::with_exact(0))
+    }
+}
+
+/// CGI header lines as an HTTP header map; lines that are not valid HTTP
+/// names or values are dropped.
+fn header_map(lines: Vec<(String, String)>) -> http::HeaderMap {
+    let mut hs = http::HeaderMap::with_capacity(lines.len());
+    for (k, v) in lines {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::try_from(v),
+        ) {
+            hs.append(k, v);
+        }
+    }
+    hs
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,360 @@
+//! The served table: one [`FunctionHandle`] per function name, and the
+//! operations that change it (deploy, remove, rollback). The table always
+//! agrees with the store: a deploy runs to its end (or fails as a whole)
+//! in a task of its own, whatever its client does.
+
+use crate::error::{Error, join_err, store_err};
+use crate::metrics::FunctionMetrics;
+use crate::template::compile_artifact;
+use crate::{Executor, ExecutorOptions};
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+use tokio::sync::{OnceCell, Semaphore};
+use wisp_core::outbound::AllowList;
+use wisp_core::{ErrorKind, FunctionConfig, FunctionVersion};
+use wisp_runtime::Loaded;
+use wisp_store::NewVersion;
+
+/// A deployed function version as the executor serves it.
+pub struct FunctionHandle {
+    pub(crate) version: FunctionVersion,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) args: Vec<String>,
+    pub(crate) loaded: OnceCell<Loaded>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) allow: Arc<AllowList>,
+    pub(crate) metrics: Arc<FunctionMetrics>,
+    /// `x-forwarded-prefix` for components: `/fn/{name}`, built once.
+    pub(crate) prefix: Option<http::HeaderValue>,
+    /// Why this version can't be served, if it can't.
+    pub(crate) broken: Option<String>,
+}
+
+impl FunctionHandle {
+    /// The version served.
+    pub fn version(&self) -> &FunctionVersion {
+        &self.version
+    }
+    /// Whether the template is loaded (warm).
+    pub fn is_warm(&self) -> bool {
+        self.loaded.initialized()
+    }
+    /// Why the version can't be served (stored config unreadable, a grant
+    /// no longer allowed), if so.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// The active version.
+    pub version: FunctionVersion,
+    /// False if the same module and config were already active.
+    pub created: bool,
+    /// Whether Cranelift ran (false when an artifact for this digest existed).
+    pub compiled: bool,
+}
+
+/// Check a directory grant against the operator's policy: the host path
+/// must exist, lie under one of `roots` (after resolving symlinks), and
+/// neither lie inside the Wisp home nor contain it.
+pub(crate) fn check_grant(host: &str, roots: &[PathBuf], home: &Path) -> Result<(), String> {
+    let real = Path::new(host)
+        .canonicalize()
+        .map_err(|e| format!("granted dir {host:?} is not usable on the host: {e}"))?;
+    if !real.is_dir() {
+        return Err(format!("granted dir {host:?} is not a directory"));
+    }
+    if real.starts_with(home) || home.starts_with(&real) {
+        return Err(format!(
+            "granted dir {host:?} would expose the Wisp home {}: grants may not contain it or lie inside it",
+            home.display()
+        ));
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "granted dir {host:?} is not allowed: this server allows no directory grants \
+             (the operator lists the roots grants may come from with `wisp serve --allow-dir ROOT`)"
+        ));
+    }
+    if !roots.iter().any(|r| real.starts_with(r)) {
+        let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(format!(
+            "granted dir {host:?} is outside the allowed roots ({})",
+            list.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+impl ExecutorOptions {
+    fn grant_problem(&self, config: &FunctionConfig, home: &Path) -> Option<String> {
+        config
+            .dirs
+            .iter()
+            .find_map(|d| check_grant(&d.host, &self.allow_dirs, home).err())
+    }
+}
+
+impl Executor {
+    pub(crate) fn metrics_for(&self, name: &str) -> Arc<FunctionMetrics> {
+        if let Some(m) = self.fn_metrics.read().unwrap().get(name) {
+            return m.clone();
+        }
+        self.fn_metrics
+            .write()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Put `version` in the table, pre-warmed with `loaded` if given.
+    pub(crate) fn install(
+        &self,
+        version: FunctionVersion,
+        loaded: Option<Loaded>,
+    ) -> Arc<FunctionHandle> {
+        let env = version
+            .config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let cell = OnceCell::new();
+        if let Some(l) = loaded {
+            let _ = cell.set(l);
+        }
+        let allow = AllowList::parse(&version.config.allowed_outbound_hosts);
+        let broken = version
+            .broken
+            .clone()
+            .or_else(|| allow.as_ref().err().cloned())
+            .or_else(|| self.opts.grant_problem(&version.config, self.store.home()));
+        if let Some(why) = &broken {
+            tracing::error!(function = %version.name, version = version.version, reason = %why,
+                "function version is broken and will answer 503 until redeployed or rolled back");
+        }
+        let handle = Arc::new(FunctionHandle {
+            env,
+            args: vec![version.name.clone()],
+            loaded: cell,
+            permits: Arc::new(Semaphore::new(
+                version.config.limits.max_concurrency as usize,
+            )),
+            allow: Arc::new(allow.unwrap_or_default()),
+            metrics: self.metrics_for(&version.name),
+            prefix: http::HeaderValue::try_from(format!("/fn/{}", version.name)).ok(),
+            broken,
+            version,
+        });
+        self.table
+            .write()
+            .unwrap()
+            .insert(handle.version.name.clone(), handle.clone());
+        handle
+    }
+
+    /// The function currently served under `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionHandle>> {
+        self.table.read().unwrap().get(name).cloned()
+    }
+
+    /// Deploy `wasm` as the new version of `name`.
+    ///
+    /// Cancel-safe: the work runs in a task of its own, so a client that
+    /// disconnects mid-compile neither leaves a half-done deploy nor frees
+    /// the deploy slot early. Deploys run one at a time (compiling is the
+    /// CPU-heavy part), at most `max_pending_deploys` wait, and a compile
+    /// that runs past `compile_timeout` fails the deploy.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Bytes,
+        config: FunctionConfig,
+    ) -> Result<Deployed, Error> {
+        wisp_core::validate_name(name).map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
+        config
+            .validate()
+            .map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
+        if wasm.len() > self.opts.max_module_bytes {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "module is {} bytes; the limit is {} (wisp serve --max-module)",
+                    wasm.len(),
+                    self.opts.max_module_bytes
+                ),
+            ));
+        }
+        if let Some(why) = self.opts.grant_problem(&config, self.store.home()) {
+            return Err(Error::new(ErrorKind::BadRequest, why));
+        }
+        let Ok(pending) = self.pending_deploys.clone().try_acquire_owned() else {
+            return Err(Error::retry(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} deploys are already waiting; retry shortly",
+                    self.opts.max_pending_deploys
+                ),
+            ));
+        };
+        let exec = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _pending = pending;
+            exec.deploy_now(name, wasm, config).await
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn deploy_now(
+        &self,
+        name: String,
+        wasm: Bytes,
+        config: FunctionConfig,
+    ) -> Result<Deployed, Error> {
+        let guard = self.deploy_lock.clone().lock_owned().await;
+        let runtime = self.runtime.clone();
+        let store = self.store.clone();
+        let digest = wisp_store::sha256_hex(&wasm);
+        let name2 = name.clone();
+        let t0 = Instant::now();
+        let work = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let fp = runtime.fingerprint();
+            // Same bytes compiled before (any name, this engine) and intact: reuse.
+            let reused = match store.verify_artifact(fp, &digest) {
+                Ok(path) => match runtime.load(&path) {
+                    Ok(loaded) => Some((loaded, path)),
+                    Err(wisp_runtime::Error::Invalid(m)) => {
+                        return Err(Error::new(ErrorKind::BadRequest, m));
+                    }
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            let (abi, compiled_size, compile_ms, compiled, loaded) = match reused {
+                Some((loaded, path)) => {
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    (loaded.abi(), size, 0.0, false, loaded)
+                }
+                None => {
+                    let (c, loaded) = compile_artifact(&runtime, &store, &wasm, &digest)?;
+                    (
+                        c.abi,
+                        c.artifact.len() as u64,
+                        c.compile_time.as_secs_f64() * 1e3,
+                        true,
+                        loaded,
+                    )
+                }
+            };
+            // Only a servable module is kept; its version row comes last.
+            store.put_blob_as(&digest, &wasm).map_err(store_err)?;
+            let d = store
+                .create_version(NewVersion {
+                    name: &name2,
+                    digest_hex: &digest,
+                    abi,
+                    config: &config,
+                    wasm_size: wasm.len() as u64,
+                    compiled_size,
+                    compile_ms,
+                })
+                .map_err(store_err)?;
+            Ok((d, loaded, compiled))
+        });
+        let mut work = work;
+        let (deployed, loaded, compiled) = match tokio::time::timeout(
+            self.opts.compile_timeout,
+            &mut work,
+        )
+        .await
+        {
+            Ok(r) => r.map_err(join_err)??,
+            Err(_) => {
+                // Cranelift can't be interrupted: keep the deploy slot
+                // until the blocking compile ends, so compiles stay bounded.
+                tokio::spawn(async move {
+                    let _ = work.await;
+                    drop(guard);
+                });
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "compiling the module took longer than {:?} (wisp serve --compile-timeout); \
+                             the deploy was abandoned and nothing was stored",
+                        self.opts.compile_timeout
+                    ),
+                ));
+            }
+        };
+        let same = self
+            .get(&name)
+            .is_some_and(|h| h.version.version == deployed.version.version && h.broken.is_none());
+        if !same {
+            self.install(deployed.version.clone(), Some(loaded));
+        }
+        if deployed.created {
+            self.metrics.deploys.fetch_add(1, Relaxed);
+            tracing::info!(function = %name, version = deployed.version.version, compiled,
+                ms = t0.elapsed().as_millis() as u64, "deployed");
+        }
+        drop(guard);
+        Ok(Deployed {
+            version: deployed.version,
+            created: deployed.created,
+            compiled,
+        })
+    }
+
+    /// Remove a function; in-flight requests finish on the old handle.
+    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<bool, Error> {
+        let exec = self.clone();
+        let name = name.to_string();
+        // Its own task, like deploy: the store and the table change together.
+        tokio::spawn(async move {
+            let _guard = exec.deploy_lock.lock().await;
+            let store = exec.store.clone();
+            let n = name.clone();
+            let existed = tokio::task::spawn_blocking(move || store.delete_function(&n))
+                .await
+                .map_err(join_err)?
+                .map_err(store_err)?;
+            exec.table.write().unwrap().remove(&name);
+            // Its series go too: /metrics lists deployed functions only.
+            exec.fn_metrics.write().unwrap().remove(&name);
+            Ok(existed)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Make an earlier version active.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        name: &str,
+        to: Option<u32>,
+    ) -> Result<FunctionVersion, Error> {
+        let exec = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _guard = exec.deploy_lock.lock().await;
+            let store = exec.store.clone();
+            let v = tokio::task::spawn_blocking(move || store.rollback(&name, to))
+                .await
+                .map_err(join_err)?
+                .map_err(store_err)?;
+            exec.install(v.clone(), None);
+            Ok(v)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
