@@ -1,7 +1,9 @@
 //! Shared types of Wisp: function specs, limits, capabilities, activation
 //! records and error kinds.
 //!
-//! This crate does no I/O. Every other crate speaks in these types; the JSON
+//! This crate does no I/O: it also holds the pure translations every edge
+//! shares (CGI in [`cgi`], deploy bodies in [`deploy`]), so they can be
+//! tested and fuzzed without an engine. Every other crate speaks in these types; the JSON
 //! shapes here are the public API shapes of the management endpoints.
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod cgi;
+pub mod deploy;
 pub mod outbound;
 pub mod units;
 

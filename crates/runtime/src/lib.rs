@@ -16,18 +16,17 @@
 //! It deliberately knows nothing about HTTP routing, SQL or where artifacts
 //! live: callers hand it bytes and paths.
 
-mod cgi;
 mod engine;
 mod http;
 mod invoke;
 mod pipe;
 
-pub use cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
 pub use engine::{Compiled, EngineOptions, Loaded, Runtime};
 pub use http::{
     BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody,
 };
 pub use invoke::{Invocation, Output, RunError};
+pub use wisp_core::cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
 
 /// Errors of compile and load.
 #[derive(Debug, thiserror::Error)]

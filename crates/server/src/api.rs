@@ -3,12 +3,13 @@
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use wisp_core::{ErrorKind, FunctionConfig};
+use wisp_core::ErrorKind;
+use wisp_core::deploy::DeployBody;
 
 type S = State<Arc<AppState>>;
 
@@ -44,65 +45,17 @@ pub(crate) async fn deploy(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let (wasm, config) = if ctype.starts_with("multipart/form-data") {
-        let mut mp = Multipart::from_request(req, &())
-            .await
-            .map_err(|e| bad(format!("bad multipart body: {e}")))?;
-        let mut wasm = None;
-        let mut config = FunctionConfig::default();
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(|e| bad(format!("bad multipart body: {e}")))?
-        {
-            match field.name().unwrap_or("") {
-                "module" => {
-                    wasm = Some(
-                        field
-                            .bytes()
-                            .await
-                            .map_err(|e| bad(format!("reading module part: {e}")))?,
-                    )
-                }
-                "config" => {
-                    let b = field
-                        .bytes()
-                        .await
-                        .map_err(|e| bad(format!("reading config part: {e}")))?;
-                    config = serde_json::from_slice(&b)
-                        .map_err(|e| bad(format!("invalid config JSON: {e}")))?;
-                }
-                other => {
-                    return Err(bad(format!(
-                        "unexpected multipart part {other:?}; expected `module` and `config`"
-                    )));
-                }
-            }
+    let body = Bytes::from_request(req, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                "deploy body too large (wisp serve --max-module)",
+            )
+        } else {
+            bad(format!("reading body: {e}"))
         }
-        (
-            wasm.ok_or_else(|| bad("multipart body has no `module` part"))?,
-            config,
-        )
-    } else if ctype.is_empty()
-        || ctype.starts_with("application/wasm")
-        || ctype.starts_with("application/octet-stream")
-    {
-        let b = Bytes::from_request(req, &()).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorKind::PayloadTooLarge, "module too large")
-            } else {
-                bad(format!("reading body: {e}"))
-            }
-        })?;
-        (b, FunctionConfig::default())
-    } else {
-        return Err(bad(format!(
-            "unsupported content type {ctype:?}: send application/wasm or multipart/form-data (module + config)"
-        )));
-    };
-    if wasm.is_empty() {
-        return Err(bad("empty module"));
-    }
+    })?;
+    let DeployBody { wasm, config } = wisp_core::deploy::parse_body(&ctype, body).map_err(bad)?;
     let d = st.exec.deploy(&name, wasm, config).await?;
     let status = if d.created {
         StatusCode::CREATED
