@@ -51,7 +51,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// How a function talks to the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Abi {
     /// A WASI preview 1 command module (`_start`), CGI/WAGI conventions.
@@ -86,7 +86,7 @@ impl fmt::Display for Abi {
 
 /// Resource limits of one function. Every field has a default; the JSON
 /// form accepts any subset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest linear memory an instance may grow to, in bytes.
@@ -224,7 +224,7 @@ pub const MAX_DIRS: usize = 32;
 pub const MAX_OUTBOUND_HOSTS: usize = 64;
 
 /// A host directory granted to the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirGrant {
     /// Absolute path on the host.
@@ -262,7 +262,7 @@ impl DirGrant {
 }
 
 /// What a function may see and do beyond its own memory. Nothing by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FunctionConfig {
     /// Environment variables set for every invocation.
@@ -335,7 +335,7 @@ impl FunctionConfig {
 }
 
 /// One immutable deployed version of a function.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionVersion {
     /// Function name.
     pub name: String,
@@ -364,7 +364,7 @@ pub struct FunctionVersion {
 }
 
 /// A function as listed: its active version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionInfo {
     /// Function name.
     pub name: String,
@@ -376,7 +376,7 @@ pub struct FunctionInfo {
 }
 
 /// Outcome of one invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationStatus {
     /// The guest answered (whatever HTTP status it chose).
@@ -424,7 +424,7 @@ impl ActivationStatus {
 }
 
 /// The record of one invocation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Activation {
     /// 32 hex chars.
     pub id: String,
@@ -484,6 +484,10 @@ pub enum ErrorKind {
     Unauthorized,
     /// Not allowed for this caller (a foreign `Host` or `Origin`).
     Forbidden,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The request conflicts with the current state (e.g. no earlier version to roll back to).
+    Conflict,
     /// A bug or I/O failure on the host side.
     Internal,
 }
@@ -503,6 +507,8 @@ impl ErrorKind {
             ErrorKind::ResponseTooLarge => "response_too_large",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
         }
     }
@@ -518,11 +524,13 @@ impl ErrorKind {
             ErrorKind::Trap | ErrorKind::Exit | ErrorKind::ResponseTooLarge => 500,
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
             ErrorKind::Internal => 500,
         }
     }
     /// All kinds, for metrics.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::NotFound,
         ErrorKind::BadRequest,
         ErrorKind::PayloadTooLarge,
@@ -534,6 +542,8 @@ impl ErrorKind {
         ErrorKind::ResponseTooLarge,
         ErrorKind::Unauthorized,
         ErrorKind::Forbidden,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::Conflict,
         ErrorKind::Internal,
     ];
 }

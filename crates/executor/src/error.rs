@@ -45,7 +45,7 @@ impl std::error::Error for Error {}
 pub(crate) fn store_err(e: wisp_store::Error) -> Error {
     match e {
         wisp_store::Error::NotFound(m) => Error::new(ErrorKind::NotFound, m),
-        wisp_store::Error::Conflict(m) => Error::new(ErrorKind::BadRequest, m),
+        wisp_store::Error::Conflict(m) => Error::new(ErrorKind::Conflict, m),
         other => Error::new(ErrorKind::Internal, other.to_string()),
     }
 }

@@ -1,9 +1,10 @@
 //! Management API handlers.
 
+use crate::openapi::ApiQuery as Query;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,16 +14,28 @@ use wisp_core::deploy::DeployBody;
 
 type S = State<Arc<AppState>>;
 
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "The server is up", body = String, content_type = "text/plain")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("token" = [])),
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+              (status = 401, response = crate::openapi::Unauthorized)))]
 pub(crate) async fn metrics(State(st): S) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.exec.render_metrics(),
     )
         .into_response()
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "this route does not take that method (see /v1/openapi.json)",
+    )
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -32,6 +45,17 @@ pub(crate) async fn not_found() -> ApiError {
     )
 }
 
+#[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions", security(("token" = [])),
+    params(("name" = String, Path, example = "hello", description = "1-64 characters of [a-zA-Z0-9_-], starting with a letter or digit")),
+    request_body(description = "The module (default config), or a multipart form with `module` and `config`",
+        content((Vec<u8> = "application/wasm"), (crate::openapi::DeployForm = "multipart/form-data"))),
+    responses((status = 201, description = "A new version is active", body = crate::openapi::DeployedVersion),
+              (status = 200, description = "The same module and config were already active", body = crate::openapi::DeployedVersion),
+              (status = 400, response = crate::openapi::BadRequest),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 413, response = crate::openapi::TooLarge),
+              (status = 503, response = crate::openapi::Unavailable)))]
 /// `PUT /v1/functions/{name}`: `application/wasm` body (default config) or
 /// `multipart/form-data` with parts `module` and `config` (JSON).
 pub(crate) async fn deploy(
@@ -72,11 +96,21 @@ fn bad(m: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::BadRequest, m)
 }
 
+#[utoipa::path(get, path = "/v1/functions", tag = "functions", security(("token" = [])),
+    responses((status = 200, description = "Every function with its active version", body = crate::openapi::FunctionList),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden)))]
 pub(crate) async fn list_functions(State(st): S) -> Result<Response, ApiError> {
     let fns = st.exec.list().await?;
     Ok(Json(serde_json::json!({ "functions": fns })).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions", security(("token" = [])),
+    params(("name" = String, Path, example = "hello", description = "Function name")),
+    responses((status = 200, description = "The function, its versions, and whether it is warm", body = crate::openapi::FunctionShown),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn get_function(
     State(st): S,
     Path(name): Path<String>,
@@ -96,6 +130,12 @@ pub(crate) async fn get_function(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions", security(("token" = [])),
+    params(("name" = String, Path, example = "hello", description = "Function name")),
+    responses((status = 204, description = "Removed"),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn delete_function(
     State(st): S,
     Path(name): Path<String>,
@@ -115,6 +155,15 @@ pub(crate) struct RollbackQuery {
     version: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/v1/functions/{name}/rollback", tag = "functions", security(("token" = [])),
+    params(("name" = String, Path, example = "hello", description = "Function name"),
+           ("version" = Option<u32>, Query, minimum = 1, maximum = 4294967295u64, description = "The version to activate (default: the one before the active one)")),
+    responses((status = 200, description = "The version now active", body = wisp_core::FunctionVersion),
+              (status = 400, response = crate::openapi::BadRequest),
+              (status = 409, response = crate::openapi::Conflict),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn rollback(
     State(st): S,
     Path(name): Path<String>,
@@ -130,17 +179,35 @@ pub(crate) struct ActivationsQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/activations", tag = "activations", security(("token" = [])),
+    params(("function" = Option<String>, Query, description = "Only this function's"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many, newest first (default 50)")),
+    responses((status = 200, description = "Recent activation records, without logs", body = crate::openapi::ActivationList),
+              (status = 400, response = crate::openapi::BadRequest),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden)))]
 pub(crate) async fn list_activations(
     State(st): S,
     Query(q): Query<ActivationsQuery>,
 ) -> Result<Response, ApiError> {
     // Make "I just invoked it" visible in the listing.
     st.exec.flush().await;
-    let limit = q.limit.unwrap_or(50).min(10_000);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad(format!(
+            "limit must be between 1 and 10000, got {limit}"
+        )));
+    }
     let acts = st.exec.activations(q.function, limit).await?;
     Ok(Json(serde_json::json!({ "activations": acts })).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/activations/{id}", tag = "activations", security(("token" = [])),
+    params(("id" = String, Path, description = "Activation id (32 hex digits)")),
+    responses((status = 200, description = "One activation record with its log", body = wisp_core::Activation),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn get_activation(
     State(st): S,
     Path(id): Path<String>,

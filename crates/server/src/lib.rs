@@ -9,6 +9,7 @@ pub mod conn;
 mod error;
 mod guard;
 mod invoke;
+pub mod openapi;
 
 pub use conn::HttpLimits;
 pub use error::ApiError;
@@ -47,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/functions/{name}/rollback", post(api::rollback))
         .route("/activations", get(api::list_activations))
         .route("/activations/{id}", get(api::get_activation))
+        .route("/openapi.json", get(openapi::openapi_json))
         // Multipart framing and the config part on top of the module.
         .layer(DefaultBodyLimit::max(max_module + (1 << 20)))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -67,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/fn/{name}/{*path}", any(invoke::invoke_path))
         .route("/healthz", get(api::healthz))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::host_check,

@@ -741,3 +741,57 @@ async fn a_compile_past_its_bound_fails_the_deploy_and_stores_nothing() {
     assert_eq!(c.get("/v1/functions/lang").await.unwrap().status, 404);
     assert_eq!(c.get("/fn/lang").await.unwrap().status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_documents_itself_and_every_error_is_json() {
+    let s = Server::with(&["--token", "t"], &[]);
+    assert_eq!(
+        s.client().get("/v1/openapi.json").await.unwrap().status,
+        401
+    );
+    let c = s.client_with_token("t");
+    let doc = get_json(&c, "/v1/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/v1/functions",
+        "/v1/functions/{name}",
+        "/v1/activations/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} undocumented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["token"]["scheme"],
+        "bearer"
+    );
+    // Rejections that axum would answer in plain text are JSON errors too.
+    let r = c.get("/v1/activations?limit=abc").await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), error_code(&r).as_str()),
+        (400, "bad_request")
+    );
+    let r = c.get("/v1/activations?limit=20000").await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = c
+        .send(Method::POST, "/v1/functions", &[], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), error_code(&r).as_str()),
+        (405, "method_not_allowed")
+    );
+    assert!(r.header("allow").is_some());
+    deploy_guest(&c, "hello", "hello").await;
+    let r = c
+        .send(
+            Method::POST,
+            "/v1/functions/hello/rollback",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), error_code(&r).as_str()),
+        (409, "conflict")
+    );
+}
