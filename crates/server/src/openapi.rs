@@ -40,32 +40,19 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code.
-    #[schema(example = "not_found")]
-    code: ErrorCode,
+    #[schema(schema_with = error_codes)]
+    code: String,
     /// Human-readable, safe to show.
     message: String,
 }
 
-/// The error codes (each maps to one HTTP status).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum ErrorCode {
-    NotFound,
-    BadRequest,
-    PayloadTooLarge,
-    TooManyRequests,
-    Unavailable,
-    Timeout,
-    Trap,
-    NonzeroExit,
-    ResponseTooLarge,
-    Unauthorized,
-    Forbidden,
-    MethodNotAllowed,
-    Conflict,
-    Internal,
+/// The error codes, one per [`ErrorKind`] (each maps to one HTTP status).
+fn error_codes() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ErrorKind::ALL.iter().map(|k| k.code())))
+        .description(Some("Stable machine-readable code"))
+        .build()
 }
 
 macro_rules! error_responses {
@@ -166,7 +153,7 @@ impl Modify for BearerToken {
         openapi_json,
     ),
     components(
-        schemas(ErrorBody, ErrorDetail, ErrorCode),
+        schemas(ErrorBody, ErrorDetail),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unavailable, Conflict)
     ),
     modifiers(&BearerToken)

@@ -1165,20 +1165,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         let mk = |i: u32, f: &str| Activation {
-            id: format!("{i:032x}"),
             function: f.into(),
-            version: 1,
-            start_ms: i as i64,
-            wait_us: 1,
-            init_us: 2,
-            run_us: 3,
-            status: ActivationStatus::Success,
-            http_status: 200,
             cold: i == 0,
-            bytes_in: 4,
-            bytes_out: 5,
-            error: None,
-            log: Some(format!("log {i}")),
+            ..activation(i, format!("log {i}"))
         };
         let batch: Vec<_> = (0..10)
             .map(|i| mk(i, if i % 2 == 0 { "a" } else { "b" }))

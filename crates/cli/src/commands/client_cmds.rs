@@ -335,8 +335,8 @@ pub struct LogsCommand {
     /// Show one activation with its full log.
     #[arg(long)]
     id: Option<String>,
-    /// How many activations (default 20).
-    #[arg(short = 'n', long, default_value_t = 20)]
+    /// How many activations, 1 to 10000 (default 20).
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     limit: u32,
     #[command(flatten)]
     client: ClientOpts,
