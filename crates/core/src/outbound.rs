@@ -90,9 +90,15 @@ impl AllowedHost {
             },
         };
         let socket = matches!(scheme.as_deref(), Some("tcp" | "udp"));
-        if socket && host != "*" && host.parse::<std::net::IpAddr>().is_err() {
-            return Err(err("tcp:// and udp:// take an IP address or *"));
-        }
+        let host = if socket && host != "*" {
+            // Kept in `IpAddr`'s canonical form, the one `allows_socket`
+            // compares with: `[0:0::1]` grants `::1`.
+            host.parse::<std::net::IpAddr>()
+                .map_err(|_| err("tcp:// and udp:// take an IP address or *"))?
+                .to_string()
+        } else {
+            host
+        };
         let host = host.to_ascii_lowercase();
         let host = if host == "*" {
             HostPattern::Any
@@ -236,6 +242,24 @@ mod tests {
             AllowedHost::parse("tcp://127.0.0.1").is_err(),
             "port required"
         );
+    }
+
+    #[test]
+    fn socket_grants_match_however_the_address_is_spelled() {
+        // Found by the `allow_list` fuzz target: `udp://[::0]:53` parsed,
+        // but compared as the string "::0" with the socket's "::", so the
+        // grant never allowed its own address.
+        for (entry, addr) in [
+            ("udp://[::0]:53", "[::]:53"),
+            ("tcp://[0:0:0:0:0:0:0:1]:6379", "[::1]:6379"),
+            ("tcp://[::FFFF:7F00:1]:80", "[::ffff:127.0.0.1]:80"),
+            ("tcp://::1:6379", "[::1]:6379"),
+        ] {
+            let l = AllowList::parse(&[entry]).unwrap();
+            let proto = &entry[..3];
+            assert!(l.allows_socket(proto, addr.parse().unwrap()), "{entry}");
+            assert_eq!(l.0[0].to_string(), entry, "shown as written");
+        }
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "ms" => Duration::from_millis(n),
         "us" | "µs" => Duration::from_micros(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(
+            n.checked_mul(60)
+                .ok_or_else(|| format!("duration {s:?} overflows"))?,
+        ),
         _ => {
             return Err(format!(
                 "invalid duration unit in {s:?}: use us, ms, s or m"
@@ -83,5 +86,18 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("1h").is_err());
+    }
+    #[test]
+    fn duration_overflow_is_an_error() {
+        // Found by the `units` fuzz target: `n * 60` overflowed (a panic in
+        // debug builds, a silently wrapped duration in release builds).
+        let e = parse_duration("444673709051144672m").unwrap_err();
+        assert!(e.contains("overflows"), "{e}");
+        assert_eq!(
+            parse_duration(&format!("{}m", u64::MAX / 60)).unwrap(),
+            Duration::from_secs(u64::MAX / 60 * 60)
+        );
+        assert!(parse_duration(&format!("{}s", u64::MAX)).is_ok());
+        assert!(parse_size(&format!("{}GiB", u64::MAX)).is_err());
     }
 }
