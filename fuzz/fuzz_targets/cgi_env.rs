@@ -16,8 +16,17 @@ use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
 use wisp_core::cgi::{CgiRequest, build_cgi_env, parse_query};
 
-/// RFC 3875 §4.1 meta-variables.
-const META: [&str; 17] = [
+/// RFC 3875 §4.1 meta-variables, and the common non-standard ones guests
+/// may trust (`HTTPS`, `REQUEST_URI`, …).
+const META: [&str; 25] = [
+    "HTTPS",
+    "REQUEST_URI",
+    "REQUEST_SCHEME",
+    "DOCUMENT_ROOT",
+    "SCRIPT_FILENAME",
+    "REDIRECT_STATUS",
+    "REMOTE_PORT",
+    "UNIQUE_ID",
     "AUTH_TYPE",
     "CONTENT_LENGTH",
     "CONTENT_TYPE",

@@ -187,11 +187,21 @@ pub fn build_cgi_env(req: &CgiRequest<'_>, fn_env: &[(String, String)]) -> Vec<(
 /// The names a query parameter may not take: the CGI meta-variables and
 /// every `HTTP_*` name (in any case), so what the guest is told about the
 /// request comes from the request itself, never from its query string.
-const META_VARIABLES: [&str; 14] = [
+const META_VARIABLES: [&str; 22] = [
     "AUTH_TYPE",
     "CONTENT_LENGTH",
     "CONTENT_TYPE",
     "GATEWAY_INTERFACE",
+    // Not set by Wisp, but common outside RFC 3875: guests and their
+    // frameworks may trust them (scheme, full URI, file paths, status).
+    "HTTPS",
+    "REQUEST_URI",
+    "REQUEST_SCHEME",
+    "DOCUMENT_ROOT",
+    "SCRIPT_FILENAME",
+    "REDIRECT_STATUS",
+    "REMOTE_PORT",
+    "UNIQUE_ID",
     "PATH_INFO",
     "PATH_TRANSLATED",
     "QUERY_STRING",
@@ -349,7 +359,7 @@ mod tests {
             method: "GET",
             path_info: "",
             query: "HTTP_X_FORWARDED_FOR=6.6.6.6&HTTP_AUTHORIZATION=Bearer+x&http_cookie=a\
-                    &REMOTE_ADDR=6.6.6.6&SERVER_PORT=1&Request_Method=PUT&n=1",
+                    &REMOTE_ADDR=6.6.6.6&SERVER_PORT=1&Request_Method=PUT&HTTPS=on&n=1",
             headers: &headers,
             content_length: 0,
             function: "f",
@@ -371,6 +381,7 @@ mod tests {
         assert_eq!(all("REMOTE_ADDR"), vec!["127.0.0.1"]);
         assert_eq!(all("SERVER_PORT"), vec!["8080"]);
         assert_eq!(all("REQUEST_METHOD"), vec!["GET"]);
+        assert!(all("HTTPS").is_empty());
         assert_eq!(all("n"), vec!["1"], "ordinary parameters still pass");
     }
 }

@@ -67,6 +67,9 @@ impl AllowedHost {
         let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
             // [v6]:port
             let (h, after) = stripped.split_once(']').ok_or_else(|| err("unclosed ["))?;
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err(err("only :port may follow ]"));
+            }
             (h.to_string(), after.strip_prefix(':'))
         } else {
             match rest.rsplit_once(':') {
@@ -90,14 +93,14 @@ impl AllowedHost {
             },
         };
         let socket = matches!(scheme.as_deref(), Some("tcp" | "udp"));
-        let host = if socket && host != "*" {
-            // Kept in `IpAddr`'s canonical form, the one `allows_socket`
-            // compares with: `[0:0::1]` grants `::1`.
-            host.parse::<std::net::IpAddr>()
-                .map_err(|_| err("tcp:// and udp:// take an IP address or *"))?
-                .to_string()
-        } else {
-            host
+        // IP addresses are kept in `IpAddr`'s canonical form, the one
+        // `allows` compares with: `[0:0::1]` grants `::1`.
+        let host = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) if socket && host != "*" => {
+                return Err(err("tcp:// and udp:// take an IP address or *"));
+            }
+            Err(_) => host,
         };
         let host = host.to_ascii_lowercase();
         let host = if host == "*" {
@@ -125,7 +128,7 @@ impl AllowedHost {
         match &self.scheme {
             Some(s) if s != scheme => return false,
             // `*://` is HTTP(S) only: sockets are granted by name.
-            None if scheme == "tcp" || scheme == "udp" => return false,
+            None if scheme != "http" && scheme != "https" => return false,
             _ => {}
         }
         if let Some(p) = self.port
@@ -133,10 +136,11 @@ impl AllowedHost {
         {
             return false;
         }
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => host.to_ascii_lowercase(),
+        };
         match &self.host {
             HostPattern::Any => true,
             HostPattern::Exact(h) => *h == host,
@@ -219,6 +223,16 @@ mod tests {
         let any = AllowedHost::parse("http://*:*").unwrap();
         assert!(any.allows("http", "anything", 1234));
         assert!(!any.allows("https", "anything", 1234));
+    }
+
+    #[test]
+    fn ip_spellings_and_strict_brackets() {
+        let a = AllowedHost::parse("http://[0:0::1]:8080").unwrap();
+        assert!(a.allows("http", "[::1]", 8080));
+        assert!(AllowedHost::parse("http://[::1]junk").is_err());
+        let any = AllowedHost::parse("*://*:*").unwrap();
+        assert!(!any.allows("ftp", "x", 21), "*:// is http and https only");
+        assert!(!any.allows("TCP", "x", 1));
     }
 
     #[test]
