@@ -15,48 +15,69 @@ use crate::table::FunctionHandle;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use wisp_core::ErrorKind;
 use wisp_runtime::GuestBody;
 
+/// A node-wide cap that is only ever tried, never waited for: an atomic
+/// count, cheaper than a semaphore (whose release locks its waiter list, a
+/// point every function's requests would share).
+pub(crate) struct Quota {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Quota {
+    fn new(max: usize) -> Quota {
+        Quota {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Take `n` if that stays within the cap.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Relaxed, Relaxed, |u| {
+                u.checked_add(n).filter(|&t| t <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Relaxed);
+    }
+
+    pub(crate) fn in_use(&self) -> usize {
+        self.used.load(Relaxed)
+    }
+}
+
 /// Node-wide caps shared by every function.
 pub(crate) struct NodeLimits {
-    instances: Arc<Semaphore>,
-    max_instances: usize,
-    body_bytes: Arc<Semaphore>,
-    max_body_bytes: usize,
+    pub(crate) instances: Quota,
+    pub(crate) body_bytes: Quota,
 }
 
 impl NodeLimits {
     pub(crate) fn new(max_instances: usize, max_body_bytes: usize) -> NodeLimits {
-        let max_body_bytes = max_body_bytes.min(Semaphore::MAX_PERMITS);
         NodeLimits {
-            instances: Arc::new(Semaphore::new(max_instances)),
-            max_instances,
-            body_bytes: Arc::new(Semaphore::new(max_body_bytes)),
-            max_body_bytes,
+            instances: Quota::new(max_instances),
+            body_bytes: Quota::new(max_body_bytes),
         }
-    }
-
-    /// Instances admitted and not yet ended.
-    pub(crate) fn instances_in_use(&self) -> usize {
-        self.max_instances - self.instances.available_permits()
-    }
-
-    /// Request-body bytes buffered now.
-    pub(crate) fn body_bytes_in_use(&self) -> usize {
-        self.max_body_bytes - self.body_bytes.available_permits()
     }
 }
 
 /// What an admitted request holds until its instance ends.
 pub struct Admitted {
     _function: OwnedSemaphorePermit,
-    _node: OwnedSemaphorePermit,
-    body: Option<OwnedSemaphorePermit>,
+    /// Request-body bytes reserved from the node's budget.
+    body_bytes: usize,
     running: Option<Arc<FunctionMetrics>>,
+    /// Holds one of its instance slots.
     node: Arc<NodeLimits>,
 }
 
@@ -107,19 +128,18 @@ pub(crate) async fn admit(h: &FunctionHandle, node: &Arc<NodeLimits>) -> Result<
             }
         }
     };
-    let Ok(node_slot) = node.instances.clone().try_acquire_owned() else {
+    if !node.instances.try_take(1) {
         return Err(Error::retry(
             ErrorKind::Unavailable,
             format!(
                 "the node is at its instance limit ({}); retry shortly",
-                node.max_instances
+                node.instances.max
             ),
         ));
-    };
+    }
     Ok(Admitted {
         _function: function,
-        _node: node_slot,
-        body: None,
+        body_bytes: 0,
         running: None,
         node: node.clone(),
     })
@@ -148,20 +168,16 @@ impl Admitted {
             if data.is_empty() {
                 continue;
             }
-            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            let Ok(p) = self.node.body_bytes.clone().try_acquire_many_owned(n) else {
+            if !self.node.body_bytes.try_take(data.len()) {
                 return Err(Error::retry(
                     ErrorKind::Unavailable,
                     format!(
                         "the node's request-buffer budget ({} bytes) is in use; retry shortly",
-                        self.node.max_body_bytes
+                        self.node.body_bytes.max
                     ),
                 ));
-            };
-            match &mut self.body {
-                Some(held) => held.merge(p),
-                None => self.body = Some(p),
             }
+            self.body_bytes += data.len();
             buf.extend_from_slice(&data);
         }
         Ok(buf.freeze())
@@ -187,5 +203,7 @@ impl Drop for Admitted {
         if let Some(m) = self.running.take() {
             m.running.fetch_sub(1, Relaxed);
         }
+        self.node.body_bytes.give(self.body_bytes);
+        self.node.instances.give(1);
     }
 }

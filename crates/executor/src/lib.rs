@@ -312,13 +312,13 @@ impl Executor {
                 "wisp_node_instances",
                 "gauge",
                 "Instances admitted node-wide and not yet ended (capped by --pool-instances).",
-                self.node.instances_in_use() as u64,
+                self.node.instances.in_use() as u64,
             ),
             (
                 "wisp_node_buffered_body_bytes",
                 "gauge",
                 "Request-body bytes buffered node-wide (capped by --max-buffered-body).",
-                self.node.body_bytes_in_use() as u64,
+                self.node.body_bytes.in_use() as u64,
             ),
             (
                 "wisp_pooling_allocator",

@@ -72,10 +72,16 @@ async fn run(
     }
     // Read (command modules) or streamed (components) only once admitted,
     // against the function's limit and the node's buffer budget.
-    let body = RequestBody::Stream(
-        body.map_err(|e| Box::new(e) as wisp_runtime::BoxError)
-            .boxed_unsync(),
-    );
+    // A body hyper knows is empty (a GET, `Content-Length: 0`) needs no
+    // stream: most invocations take this path.
+    let body = if http_body::Body::is_end_stream(&body) {
+        RequestBody::Full(bytes::Bytes::new())
+    } else {
+        RequestBody::Stream(
+            body.map_err(|e| Box::new(e) as wisp_runtime::BoxError)
+                .boxed_unsync(),
+        )
+    };
     let request = wisp_executor::Request {
         query: parts.uri.query().unwrap_or("").to_string(),
         method: parts.method,

@@ -795,3 +795,32 @@ async fn the_api_documents_itself_and_every_error_is_json() {
         (409, "conflict")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_output_counts_against_the_memory_limit() {
+    let s = Server::start();
+    let c = s.client();
+    // 4 MiB of memory in all; the guest writes 6 MiB in 64 KiB chunks, so
+    // its own memory stays small while the host buffers its stdout.
+    let r = deploy(
+        &c,
+        "cgi",
+        &read_guest("test-cgi"),
+        json!({"limits": {"memory_bytes": 4194304, "max_response_bytes": 16777216}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = c.get("/fn/cgi?big=6291456").await.unwrap();
+    assert_eq!(
+        r.status, 500,
+        "6 MiB of output buffered for a 4 MiB instance"
+    );
+    let msg = r.json().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("out of memory"), "{msg}");
+    // Within the budget it is served.
+    let r = c.get("/fn/cgi?big=1048576").await.unwrap();
+    assert_eq!((r.status.as_u16(), r.body.len()), (200, 1 << 20));
+}
