@@ -1,5 +1,7 @@
-//! The scenarios of issue 5. Each returns a [`Section`] of the report.
+//! The scenarios of issue 5 (and `chaos`, the reliability one). Each
+//! returns a [`Section`] of the report.
 
+mod chaos;
 mod cold;
 mod concurrent;
 mod memory;
@@ -26,6 +28,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Memory => memory::run(ctx).await,
         Scenario::Runtime => runtime::run(ctx).await,
         Scenario::Size => size::run(ctx).await,
+        Scenario::Chaos => chaos::run(ctx).await,
     }
 }
 

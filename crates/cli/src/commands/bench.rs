@@ -10,7 +10,8 @@ use wisp_bench::{Options, Scenario};
 /// Run the benchmark scenarios and write a report.
 #[derive(Args, Debug)]
 pub struct BenchCommand {
-    /// Scenario to run (repeatable; default: all): serial, cold, concurrent, mixed, memory, runtime, size.
+    /// Scenario to run (repeatable; default: serial, cold, concurrent, mixed, memory, runtime, size).
+    /// `chaos` (kill -9 under load, soak, noisy neighbours) runs only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).

@@ -4,6 +4,11 @@
 
 use crate::support::*;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// One `wisp bench` at a time: each loads the machine's cores, and the
+/// chaos run adds a storm and hundreds of slow connections.
+static BENCH: Mutex<()> = Mutex::new(());
 
 fn positive(v: &serde_json::Value, what: &str) -> f64 {
     let x = v
@@ -15,6 +20,7 @@ fn positive(v: &serde_json::Value, what: &str) -> f64 {
 
 #[test]
 fn bench_quick_writes_a_sane_report() {
+    let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let _ = manifest(); // builds the guests (wasm + native) if needed
     let out = tempfile::tempdir().unwrap();
     let manifest_path = repo_root().join("functions/target/manifest.json");
@@ -221,4 +227,93 @@ fn bench_rejects_an_unknown_scenario() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn bench_quick_chaos_loses_nothing() {
+    let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = manifest();
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(wisp_bin())
+        .args(["bench", "--quick", "--scenario", "chaos", "--out"])
+        .arg(out.path())
+        .arg("--manifest")
+        .arg(repo_root().join("functions/target/manifest.json"))
+        .env("WISP_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "wisp bench --quick --scenario chaos failed: {}\nstdout: {}\nstderr: {stderr}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let c = &j["scenarios"]["chaos"];
+    assert_eq!(c["ok"], true, "chaos: {}", c["error"]);
+    assert!(
+        j["scenarios"].get("serial").is_none(),
+        "chaos alone was asked for"
+    );
+
+    // (a) Five kills; correctness figures are exact, not statistics.
+    let k = &c["data"]["kill"];
+    assert_eq!(k["rounds"], 5);
+    assert!(k["acknowledged"].as_u64().unwrap() >= 3, "{k}");
+    for what in ["lost", "corrupt_total", "duplicates", "db_checks_failed"] {
+        assert_eq!(k[what], 0, "{what}: {}", k["notes"]);
+    }
+    let restarts = k["restart_ms"].as_array().unwrap();
+    assert_eq!(restarts.len(), 5);
+    for r in restarts {
+        positive(r, "restart ms");
+    }
+    assert!(k["activation_rows"].as_u64().unwrap() > 0, "{k}");
+
+    // (b) Soak: saturation, windows with a p99 each, RSS read throughout.
+    let s = &c["data"]["soak"];
+    positive(&s["saturation"]["rps"], "saturation");
+    let windows = s["windows"].as_array().unwrap();
+    assert!(windows.len() >= 3, "{s}");
+    for w in windows {
+        positive(&w["p99_ms"], "window p99");
+    }
+    positive(&s["rss_start"], "RSS start");
+    positive(&s["rss_end"], "RSS end");
+    assert!(s["rss_samples"].as_array().unwrap().len() >= 10);
+    assert!(s["rss_drift_pct"].as_f64().unwrap().is_finite());
+
+    // (c) Noisy neighbours: unloaded and all attackers (quick mode skips
+    // the per-attacker phases); the attackers attacked.
+    let n = &c["data"]["noisy"];
+    let phases = n["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{n}");
+    for p in phases {
+        assert!(p["summary"]["n"].as_u64().unwrap() > 0, "{}", p["label"]);
+    }
+    positive(&n["unloaded"]["p99"], "unloaded p99");
+    positive(&n["loaded"]["p99"], "loaded p99");
+    let a = &phases[1]["attack"];
+    assert!(a["slow_opened"].as_u64().unwrap() >= 500, "{a}");
+    assert!(
+        a["spin_statuses"]["504"].as_u64().unwrap_or(0) > 0,
+        "the spinning guest was not stopped at its timeout: {a}"
+    );
+    assert!(a["storm_rps"].as_f64().unwrap() > 0.0, "{a}");
+
+    // Six targets, each with a verdict (met or missed: speed is not checked here).
+    let targets: Vec<&serde_json::Value> = j["targets"].as_array().unwrap().iter().collect();
+    assert_eq!(targets.len(), 6, "{targets:?}");
+    assert!(targets.iter().all(|t| t["met"].is_boolean()), "{targets:?}");
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for h in [
+        "(`chaos`)",
+        "kill -9 under load",
+        "Soak",
+        "Noisy neighbours",
+    ] {
+        assert!(md.contains(h), "report.md lacks {h:?}:\n{md}");
+    }
 }
