@@ -33,7 +33,7 @@
 mod files;
 
 use files::{HomeLock, ensure_private_dir, is_temp_name, make_private_if_exists, open_private};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -362,7 +362,7 @@ impl Store {
     /// broken), nothing changes.
     pub fn create_version(&self, v: NewVersion<'_>) -> Result<Deployed> {
         let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
+        let tx = write_tx(&mut db)?;
         let digest = wisp_core::digest_string(v.digest_hex);
         let config_json = serde_json::to_string(v.config).expect("config serializes");
         if let Some(active) = active_version(&tx, v.name)?
@@ -425,7 +425,7 @@ impl Store {
     /// Blobs and artifacts are left for [`Store::gc`].
     pub fn delete_function(&self, name: &str) -> Result<bool> {
         let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
+        let tx = write_tx(&mut db)?;
         let n = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
         tx.execute("DELETE FROM versions WHERE name = ?1", [name])?;
         tx.commit()?;
@@ -436,7 +436,7 @@ impl Store {
     /// than the active one.
     pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<FunctionVersion> {
         let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
+        let tx = write_tx(&mut db)?;
         let active = active_version(&tx, name)?
             .ok_or_else(|| Error::NotFound(format!("function {name:?} not found")))?;
         let target = match to {
@@ -480,7 +480,7 @@ impl Store {
     pub fn insert_activations(&self, batch: &[Activation]) -> Result<usize> {
         let mut db = self.acts.lock().unwrap();
         let first = (|| -> rusqlite::Result<usize> {
-            let tx = db.transaction()?;
+            let tx = write_tx(&mut db)?;
             let mut written = 0;
             {
                 let mut st = tx.prepare_cached(INSERT_ACTIVATION)?;
@@ -499,7 +499,7 @@ impl Store {
                 "writing a batch of activation records failed; retrying row by row"
             ),
         }
-        let tx = db.transaction()?;
+        let tx = write_tx(&mut db)?;
         let mut written = 0;
         {
             let mut st = tx.prepare_cached(INSERT_ACTIVATION)?;
@@ -625,7 +625,7 @@ impl Store {
         }
         // Recorded hashes of artifacts that are gone or were just removed.
         let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
+        let tx = write_tx(&mut db)?;
         let rows: Vec<(String, String)> = {
             let mut st = tx.prepare("SELECT fingerprint, digest FROM artifacts")?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -747,6 +747,16 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
             broken,
         }
     }))
+}
+
+/// Every transaction here writes, so it takes the write lock when it
+/// begins (`BEGIN IMMEDIATE`), where the busy timeout applies. A deferred
+/// transaction that reads first and writes later can't wait: if the other
+/// connection (functions vs. activation records) committed since its read,
+/// SQLite answers `SQLITE_BUSY` at once, and a deploy failed with "database
+/// is locked" under load.
+fn write_tx(db: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    db.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 fn active_version(db: &Connection, name: &str) -> Result<Option<FunctionVersion>> {
@@ -1158,6 +1168,46 @@ mod tests {
         assert!(!s.blob_path(&orphan).exists());
         assert!(s.artifact_path("fp1", &h).exists());
         assert!(!s.artifact_path("old", &h).exists());
+    }
+
+    /// Deploys (a read, then writes, on the functions connection) racing
+    /// the activation writer (the other connection) must never see
+    /// "database is locked": a deferred transaction that reads first can't
+    /// wait for the write lock once another connection committed since its
+    /// read, and SQLite answers SQLITE_BUSY at once.
+    #[test]
+    fn deploys_and_activation_writes_never_see_a_locked_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (s, done) = (s.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut round = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    round += 1;
+                    let batch: Vec<_> = (0..20)
+                        .map(|i| activation(round * 20 + i, "x".repeat(64)))
+                        .collect();
+                    s.insert_activations(&batch).unwrap();
+                    if round % 10 == 9 {
+                        s.prune_activations(100).unwrap();
+                    }
+                }
+            })
+        };
+        let c = FunctionConfig::default();
+        for i in 0..1500u32 {
+            let hex = format!("{i:064x}");
+            let name = format!("f{}", i % 7);
+            s.create_version(nv(&name, &hex, &c))
+                .unwrap_or_else(|e| panic!("deploy {i}: {e}"));
+            if i % 50 == 49 {
+                s.rollback(&name, None).unwrap();
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
     }
 
     #[test]
