@@ -824,3 +824,33 @@ async fn buffered_output_counts_against_the_memory_limit() {
     let r = c.get("/fn/cgi?big=1048576").await.unwrap();
     assert_eq!((r.status.as_u16(), r.body.len()), (200, 1 << 20));
 }
+
+/// The kernel's listen queue: `ss` shows a listening socket's backlog in
+/// its Send-Q column.
+fn listen_backlog(url: &str) -> u32 {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", port_of(url))])
+        .output()
+        .expect("running ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let cols: Vec<&str> = text.split_whitespace().collect();
+    assert!(cols.len() >= 3 && cols[0] == "LISTEN", "ss said: {text:?}");
+    cols[2].parse().unwrap()
+}
+
+#[test]
+fn a_burst_of_connections_queues_instead_of_dropping_syns() {
+    // tokio's bind listens with 1024; a burst past it dropped SYNs and each
+    // dropped client waited a 1 s retransmit (the soak run's p99).
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let s = Server::start();
+    assert_eq!(listen_backlog(&s.url), somaxconn.min(4096));
+    let s = Server::with(&["--backlog", "333"], &[]);
+    assert_eq!(listen_backlog(&s.url), 333.min(somaxconn));
+    let (ok, msg) = serve_refuses(&["--backlog", "0"], &[]);
+    assert!(!ok && msg.contains("--backlog"), "{msg}");
+}
