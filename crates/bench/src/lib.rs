@@ -62,17 +62,17 @@ impl Scenario {
         Scenario::Chaos,
     ];
 
-    /// What runs when no scenario is named: the papers' experiments
-    /// (`chaos` only when asked for).
-    pub const DEFAULT: [Scenario; 7] = [
-        Scenario::Serial,
-        Scenario::Cold,
-        Scenario::Concurrent,
-        Scenario::Mixed,
-        Scenario::Memory,
-        Scenario::Runtime,
-        Scenario::Size,
-    ];
+    /// Scenarios that run only when named: `chaos` kills servers, opens
+    /// thousands of sockets and takes minutes.
+    pub fn opt_in(self) -> bool {
+        matches!(self, Scenario::Chaos)
+    }
+
+    /// What runs when no scenario is named: every scenario but the opt-in
+    /// ones (the papers' experiments).
+    pub fn defaults() -> Vec<Scenario> {
+        Scenario::ALL.into_iter().filter(|s| !s.opt_in()).collect()
+    }
 
     /// Lower-case name (`--scenario` value, JSON key).
     pub fn name(self) -> &'static str {
@@ -113,7 +113,7 @@ pub struct Options {
     pub out: PathBuf,
     /// Every scenario briefly (smoke test).
     pub quick: bool,
-    /// Scenarios to run (empty = [`Scenario::DEFAULT`]).
+    /// Scenarios to run (empty = [`Scenario::defaults`]).
     pub scenarios: Vec<Scenario>,
     /// `functions/target/manifest.json` (from `scripts/build-functions`).
     pub manifest: PathBuf,
@@ -127,6 +127,8 @@ pub struct Options {
     pub concurrent_duration: Option<Duration>,
     /// Skip the container (runc) baseline even if available.
     pub no_container: bool,
+    /// Chaos: parts to run, of "kill", "soak", "noisy" (empty = all).
+    pub chaos_parts: Vec<String>,
 }
 
 impl Options {
@@ -143,6 +145,7 @@ impl Options {
             memory_counts: None,
             concurrent_duration: None,
             no_container: false,
+            chaos_parts: vec![],
         }
     }
 }
@@ -307,7 +310,7 @@ pub fn run(opts: Options) -> Result<Written> {
         .thread_name("bench")
         .build()?;
     let scenarios = if ctx.opts.scenarios.is_empty() {
-        Scenario::DEFAULT.to_vec()
+        Scenario::defaults()
     } else {
         ctx.opts.scenarios.clone()
     };

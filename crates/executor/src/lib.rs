@@ -55,8 +55,10 @@ pub struct ExecutorOptions {
     /// does HTTP I/O means a CPU-bound guest can delay other guests by at
     /// most one epoch tick, and never delays accepting or answering
     /// requests: the OS schedules the I/O threads. `None` runs guests
-    /// inline on the caller's runtime (fine for tools and tests).
-    pub guest_runtime: Option<tokio::runtime::Handle>,
+    /// inline on the caller's runtime (fine for tools and tests). With a
+    /// slow lane, guests that keep running move to lower-priority threads
+    /// (see `wisp_runtime::GuestLanes`).
+    pub guest_runtime: Option<wisp_runtime::GuestLanes>,
     /// Roots directory grants may come from (canonical paths). Empty: no
     /// grants at all. Never the Wisp home, whatever is listed.
     pub allow_dirs: Vec<PathBuf>,

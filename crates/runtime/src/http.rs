@@ -344,7 +344,7 @@ impl Runtime {
         pre: &ProxyPre<HttpState>,
         req: http::Request<GuestBody>,
         inv: HttpInvocation<'_>,
-        guests: Option<&tokio::runtime::Handle>,
+        guests: Option<&crate::GuestLanes>,
     ) -> Result<HttpOutput, RunError> {
         let t0 = Instant::now();
         let deadline = t0 + inv.limits.timeout();
@@ -424,7 +424,7 @@ impl Runtime {
             });
         };
         let handle = match guests {
-            Some(rt) => rt.spawn(task),
+            Some(lanes) => lanes.spawn(task),
             None => tokio::spawn(task),
         };
         // Until the head is out, the instance belongs to this call: if the

@@ -19,6 +19,7 @@
 mod engine;
 mod http;
 mod invoke;
+mod lanes;
 mod pipe;
 
 pub use engine::{Compiled, EngineOptions, Loaded, Runtime};
@@ -26,6 +27,7 @@ pub use http::{
     BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody,
 };
 pub use invoke::{Invocation, Output, RunError};
+pub use lanes::{GuestLanes, lower_thread_priority};
 pub use wisp_core::cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
 
 /// Errors of compile and load.

@@ -45,6 +45,9 @@ pub struct BenchCommand {
     /// Do not measure the runc container baseline.
     #[arg(long)]
     no_container: bool,
+    /// Chaos: the parts to run, comma-separated (default: kill,soak,noisy).
+    #[arg(long, value_delimiter = ',', value_parser = ["kill", "soak", "noisy"])]
+    chaos_parts: Vec<String>,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -66,6 +69,7 @@ impl BenchCommand {
         o.memory_counts = self.memory_counts;
         o.concurrent_duration = self.concurrent_duration;
         o.no_container = self.no_container;
+        o.chaos_parts = self.chaos_parts;
         let w = wisp_bench::run(o)?;
         println!("report:  {}", w.markdown.display());
         println!("results: {}", w.json.display());

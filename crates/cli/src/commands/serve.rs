@@ -104,6 +104,15 @@ pub struct ServeCommand {
     /// Threads running guest code (default: one per core; 0 runs guests on the I/O threads).
     #[arg(long, env = "WISP_GUEST_WORKERS")]
     guest_workers: Option<usize>,
+    /// A guest still running this long after it first yielded moves to the
+    /// slow lane: threads at a lower CPU priority, so short requests and
+    /// HTTP I/O go first when the CPU is contended, e.g. 5ms; 0 turns the
+    /// slow lane off.
+    #[arg(long, env = "WISP_DEMOTE_AFTER", default_value = "5ms", value_parser = wisp_core::units::parse_duration)]
+    demote_after: Duration,
+    /// How many nice steps below the server the slow lane's threads run (1-19).
+    #[arg(long, env = "WISP_SLOW_LANE_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=19))]
+    slow_lane_nice: i32,
     /// Log as JSON lines (filter with WISP_LOG, default `info`).
     #[arg(long, env = "WISP_LOG_JSON")]
     log_json: bool,
@@ -153,8 +162,37 @@ impl ServeCommand {
         }
         let inline = self.guest_workers == Some(0);
         let guests = g.build()?;
-        let handle = (!inline).then(|| guests.handle().clone());
-        let code = io.block_on(self.serve(handle, token, allow_dirs));
+        // Guests still running after --demote-after continue here, on
+        // threads the kernel schedules after the I/O threads and short guests.
+        let slow = match (inline, self.demote_after.is_zero()) {
+            (false, false) => {
+                let nice = self.slow_lane_nice;
+                let mut s = tokio::runtime::Builder::new_multi_thread();
+                s.enable_all()
+                    .thread_name("wisp-guest-slow")
+                    .on_thread_start(move || {
+                        if let Err(e) = wisp_runtime::lower_thread_priority(nice) {
+                            tracing::warn!(error = %e, "could not lower a slow-lane thread's priority");
+                        }
+                    });
+                if let Some(w) = self.guest_workers {
+                    s.worker_threads(w.max(1));
+                }
+                Some(s.build()?)
+            }
+            _ => None,
+        };
+        let lanes = (!inline).then(|| {
+            let lanes = wisp_runtime::GuestLanes::new(guests.handle().clone());
+            match &slow {
+                Some(s) => lanes.with_slow_lane(s.handle().clone(), self.demote_after),
+                None => lanes,
+            }
+        });
+        let code = io.block_on(self.serve(lanes, token, allow_dirs));
+        if let Some(s) = slow {
+            s.shutdown_timeout(Duration::from_secs(1));
+        }
         guests.shutdown_timeout(Duration::from_secs(1));
         code
     }
@@ -188,7 +226,7 @@ impl ServeCommand {
 
     async fn serve(
         self,
-        guests: Option<tokio::runtime::Handle>,
+        guests: Option<wisp_runtime::GuestLanes>,
         token: Option<String>,
         allow_dirs: Vec<PathBuf>,
     ) -> Result<i32> {
@@ -227,8 +265,8 @@ impl ServeCommand {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("loading functions from the store")?;
 
-        let listener = bind(self.listen, self.backlog)
-            .with_context(|| format!("binding {}", self.listen))?;
+        let listener =
+            bind(self.listen, self.backlog).with_context(|| format!("binding {}", self.listen))?;
         let addr = listener.local_addr()?;
         let hosts = if addr.ip().is_loopback() {
             Some(HostCheck::loopback(&self.allow_hosts))

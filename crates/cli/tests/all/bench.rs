@@ -18,34 +18,42 @@ fn positive(v: &serde_json::Value, what: &str) -> f64 {
     x
 }
 
-#[test]
-fn bench_quick_writes_a_sane_report() {
-    let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
+/// `wisp bench --quick ARGS` into a fresh directory; asserts it succeeded
+/// and returns its stderr, parsed results.json and the directory.
+fn quick_bench(args: &[&str]) -> (String, serde_json::Value, tempfile::TempDir) {
     let _ = manifest(); // builds the guests (wasm + native) if needed
     let out = tempfile::tempdir().unwrap();
-    let manifest_path = repo_root().join("functions/target/manifest.json");
     let o = Command::new(wisp_bin())
-        .args(["bench", "--quick", "--out"])
+        .args(["bench", "--quick"])
+        .args(args)
+        .arg("--out")
         .arg(out.path())
         .arg("--manifest")
-        .arg(&manifest_path)
+        .arg(repo_root().join("functions/target/manifest.json"))
         .env("WISP_LOG", "warn")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
         o.status.success(),
-        "wisp bench --quick failed: {}\nstdout: {}\nstderr: {stderr}",
+        "wisp bench --quick {args:?} failed: {}\nstdout: {}\nstderr: {stderr}",
         o.status,
         String::from_utf8_lossy(&o.stdout)
     );
+    let j =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    (stderr, j, out)
+}
+
+#[test]
+fn bench_quick_writes_a_sane_report() {
+    let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let (stderr, j, out) = quick_bench(&[]);
     assert!(
         stderr.contains("[bench] scenario serial"),
         "no progress lines: {stderr}"
     );
 
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     assert_eq!(j["meta"]["quick"], true);
     let sc = &j["scenarios"];
     let has_rsvg = Command::new("rsvg-convert")
@@ -232,25 +240,7 @@ fn bench_rejects_an_unknown_scenario() {
 #[test]
 fn bench_quick_chaos_loses_nothing() {
     let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = manifest();
-    let out = tempfile::tempdir().unwrap();
-    let o = Command::new(wisp_bin())
-        .args(["bench", "--quick", "--scenario", "chaos", "--out"])
-        .arg(out.path())
-        .arg("--manifest")
-        .arg(repo_root().join("functions/target/manifest.json"))
-        .env("WISP_LOG", "warn")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success(),
-        "wisp bench --quick --scenario chaos failed: {}\nstdout: {}\nstderr: {stderr}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let (_, j, out) = quick_bench(&["--scenario", "chaos"]);
     let c = &j["scenarios"]["chaos"];
     assert_eq!(c["ok"], true, "chaos: {}", c["error"]);
     assert!(

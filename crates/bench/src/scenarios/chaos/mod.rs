@@ -36,26 +36,34 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     );
     let mut errors = vec![];
     let mut data = serde_json::Map::new();
-    ctx.progress("chaos (a): kill -9 under load");
-    match kill::run(ctx, &mut sec).await {
-        Ok(j) => {
-            data.insert("kill".into(), j);
+    let parts = &ctx.opts.chaos_parts;
+    let wanted = |p: &str| parts.is_empty() || parts.iter().any(|x| x == p);
+    if wanted("kill") {
+        ctx.progress("chaos (a): kill -9 under load");
+        match kill::run(ctx, &mut sec).await {
+            Ok(j) => {
+                data.insert("kill".into(), j);
+            }
+            Err(e) => errors.push(format!("(a) kill -9: {e:#}")),
         }
-        Err(e) => errors.push(format!("(a) kill -9: {e:#}")),
     }
-    ctx.progress("chaos (b): soak");
-    match soak::run(ctx, &mut sec).await {
-        Ok(j) => {
-            data.insert("soak".into(), j);
+    if wanted("soak") {
+        ctx.progress("chaos (b): soak");
+        match soak::run(ctx, &mut sec).await {
+            Ok(j) => {
+                data.insert("soak".into(), j);
+            }
+            Err(e) => errors.push(format!("(b) soak: {e:#}")),
         }
-        Err(e) => errors.push(format!("(b) soak: {e:#}")),
     }
-    ctx.progress("chaos (c): noisy neighbours");
-    match noisy::run(ctx, &mut sec).await {
-        Ok(j) => {
-            data.insert("noisy".into(), j);
+    if wanted("noisy") {
+        ctx.progress("chaos (c): noisy neighbours");
+        match noisy::run(ctx, &mut sec).await {
+            Ok(j) => {
+                data.insert("noisy".into(), j);
+            }
+            Err(e) => errors.push(format!("(c) noisy neighbours: {e:#}")),
         }
-        Err(e) => errors.push(format!("(c) noisy neighbours: {e:#}")),
     }
     if !errors.is_empty() {
         for e in &errors {
