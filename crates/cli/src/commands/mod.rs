@@ -3,6 +3,7 @@
 mod bench;
 mod client_cmds;
 mod local;
+mod openwhisk;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,10 @@ enum Command {
     Compile(CompileCommand),
     /// Run the benchmark scenarios against real baselines and write a report.
     Bench(bench::BenchCommand),
+    /// Serve one Wasm action over OpenWhisk's action proxy protocol
+    /// (/init, /run): the entry point of a Wisp OpenWhisk runtime image.
+    #[command(name = "openwhisk-runtime")]
+    OpenWhiskRuntime(openwhisk::OpenWhiskRuntimeCommand),
 }
 
 impl Cli {
@@ -77,6 +82,7 @@ impl Cli {
             Command::Run(c) => c.execute(),
             Command::Compile(c) => c.execute(),
             Command::Bench(c) => c.execute(),
+            Command::OpenWhiskRuntime(c) => c.execute(),
         }
     }
 }

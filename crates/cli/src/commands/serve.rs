@@ -321,7 +321,7 @@ impl ServeCommand {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
@@ -353,7 +353,7 @@ fn raise_nofile_limit() {
 /// was printed (about 5 % of a busy server's CPU). Its warnings still show.
 pub const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn";
 
-fn init_tracing(json: bool) {
+pub(crate) fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));

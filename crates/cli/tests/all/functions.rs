@@ -324,6 +324,7 @@ fn every_function_has_a_golden_test() {
         "test-empty",
         "test-membomb",
         "test-spin",
+        "test-action",
         "test-stack",
     ];
     for (name, b) in manifest() {
