@@ -237,16 +237,20 @@ pub struct DirGrant {
 }
 
 impl DirGrant {
-    /// Parse the CLI form `HOST:GUEST[:ro|:rw]`.
+    /// Parse the CLI form `HOST:GUEST[:ro|:rw]`, or `wasmtime run`'s
+    /// `HOST::GUEST[:ro|:rw]`.
     pub fn parse(spec: &str) -> Result<DirGrant, String> {
-        let parts: Vec<&str> = spec.split(':').collect();
+        let parts: Vec<&str> = match spec.split_once("::") {
+            Some((h, rest)) => std::iter::once(h).chain(rest.split(':')).collect(),
+            None => spec.split(':').collect(),
+        };
         let (host, guest, ro) = match parts.as_slice() {
             [h, g] => (*h, *g, false),
             [h, g, "ro"] => (*h, *g, true),
             [h, g, "rw"] => (*h, *g, false),
             _ => {
                 return Err(format!(
-                    "invalid dir grant {spec:?}: expected HOST:GUEST[:ro|:rw]"
+                    "invalid dir grant {spec:?}: expected HOST:GUEST[:ro|:rw] or HOST::GUEST"
                 ));
             }
         };
@@ -578,6 +582,13 @@ mod tests {
             }
         );
         assert!(!DirGrant::parse("/a:/b").unwrap().read_only);
+        let w = DirGrant::parse("/a::/b").unwrap();
+        assert_eq!(
+            (w.host.as_str(), w.guest.as_str(), w.read_only),
+            ("/a", "/b", false)
+        );
+        assert!(DirGrant::parse("/a::/b:ro").unwrap().read_only);
+        assert!(DirGrant::parse("/a::").is_err());
         assert!(DirGrant::parse("/a").is_err());
         assert!(DirGrant::parse("/a:/b:xx").is_err());
     }

@@ -15,7 +15,7 @@ use wisp_core::{DirGrant, Limits};
 /// Per-store state: the WASI context and the memory limiter.
 pub struct HostState {
     pub(crate) wasi: WasiP1Ctx,
-    limiter: Limiter,
+    pub(crate) limiter: Limiter,
 }
 
 /// One instance's memory budget, shared by everything that grows with the

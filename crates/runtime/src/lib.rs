@@ -12,16 +12,23 @@
 //! - **once per request**: [`Runtime::invoke`] creates a new `Store`, WASI
 //!   context and instance, runs `_start` under memory and time limits, and
 //!   drops everything when done. Nothing survives between requests.
+//! - **once per command** (`wisp run`, the containerd shim):
+//!   [`Runtime::run_command`] runs `_start` with argv, env, dirs and real
+//!   stdio, to its exit status, until a [`StopHandle`] stops it.
 //!
 //! It deliberately knows nothing about HTTP routing, SQL or where artifacts
 //! live: callers hand it bytes and paths.
 
+mod command;
 mod engine;
 mod http;
 mod invoke;
 mod lanes;
 mod pipe;
 
+pub use command::{
+    CommandExit, CommandRun, EXIT_TIMEOUT, EXIT_TRAP, GuestInput, GuestOutput, StopHandle,
+};
 pub use engine::{Compiled, EngineOptions, Loaded, Runtime};
 pub use http::{
     BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody,

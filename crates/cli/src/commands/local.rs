@@ -6,13 +6,29 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use wisp_runtime::{CgiRequest, EngineOptions, Invocation, Runtime};
+use wisp_runtime::{
+    CgiRequest, CommandExit, CommandRun, EXIT_TIMEOUT, EXIT_TRAP, EngineOptions, GuestInput,
+    GuestOutput, Invocation, Runtime, StopHandle,
+};
 
-/// Run a module once, locally: same ABI, limits and capabilities as on the server.
+/// Run a module once, locally.
+///
+/// By default a command module runs as a plain program, like `wasmtime run`:
+/// argv is the file name and ARGS, the environment is only what `-e` sets,
+/// stdio is inherited, and the exit status is the guest's (134 when it
+/// traps, 124 past `--timeout`). With `--cgi` it runs as one request under
+/// `wisp serve`'s command ABI instead. A `wasi:http` component always runs
+/// as one request.
 #[derive(Args, Debug)]
 pub struct RunCommand {
     /// The .wasm file.
     file: PathBuf,
+    /// Arguments for the guest (argv[1..]); put them after `--` when one starts with `-`.
+    args: Vec<String>,
+    /// Run as one CGI request, as `wisp serve` does (default: a plain command).
+    /// Implied by -d, -q, --path, -X and -i.
+    #[arg(long)]
+    cgi: bool,
     /// Request body: literal text, or @FILE (@- for stdin).
     #[arg(short = 'd', long = "data")]
     data: Option<String>,
@@ -33,7 +49,8 @@ pub struct RunCommand {
 }
 
 impl RunCommand {
-    /// Run; exit code 0 on success, 1 on a guest failure.
+    /// Run; the exit code is the guest's in plain mode; in CGI mode 0 on
+    /// success, 1 on a guest failure or an error status.
     pub fn execute(self) -> Result<i32> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -62,6 +79,15 @@ impl RunCommand {
             ..Default::default()
         })?;
         let loaded = runtime.load_bytes(&wasm)?;
+        let cgi = self.cgi
+            || self.data.is_some()
+            || !self.query.is_empty()
+            || !self.path.is_empty()
+            || self.method.is_some()
+            || self.include;
+        if !cgi && let wisp_runtime::Loaded::Command(_) = &loaded {
+            return self.run_plain(&runtime, &loaded, &config).await;
+        }
         let method = self.method.clone().unwrap_or_else(|| {
             if self.data.is_some() {
                 "POST".into()
@@ -155,6 +181,58 @@ impl RunCommand {
                 Ok(1)
             }
         }
+    }
+}
+
+impl RunCommand {
+    /// A plain command: argv, env, dirs, inherited stdio, the guest's status.
+    async fn run_plain(
+        &self,
+        runtime: &Runtime,
+        loaded: &wisp_runtime::Loaded,
+        config: &wisp_core::FunctionConfig,
+    ) -> Result<i32> {
+        let mut args = vec![self.file.to_string_lossy().into_owned()];
+        args.extend(self.args.iter().cloned());
+        let env: Vec<(String, String)> = config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let exit = runtime
+            .run_command(
+                loaded,
+                CommandRun {
+                    args: &args,
+                    env: &env,
+                    dirs: &config.dirs,
+                    memory_bytes: config.limits.memory_bytes,
+                    // Unlike a request, a program runs as long as it needs
+                    // unless --timeout is given.
+                    timeout: self.caps.timeout,
+                    stdin: GuestInput::Inherit,
+                    stdout: GuestOutput::Inherit,
+                    stderr: GuestOutput::Inherit,
+                    stop: StopHandle::new(),
+                },
+            )
+            .await?;
+        std::io::stdout().flush()?;
+        Ok(match exit {
+            CommandExit::Exited(code) => code,
+            CommandExit::Trapped(msg) => {
+                eprintln!("error: {}: wasm trap: {msg}", self.file.display());
+                EXIT_TRAP
+            }
+            CommandExit::TimedOut(d) => {
+                eprintln!(
+                    "error: {}: timed out after {d:?} (--timeout)",
+                    self.file.display()
+                );
+                EXIT_TIMEOUT
+            }
+            CommandExit::Stopped => unreachable!("nothing stops a local run"),
+        })
     }
 }
 

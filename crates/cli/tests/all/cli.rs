@@ -198,8 +198,9 @@ fn cli_errors_are_clear() {
 
 #[test]
 fn run_locally_without_a_server() {
+    // --cgi: one request under the command ABI, headers parsed off.
     let o = Command::new(wisp_bin())
-        .args(["run", guest("hello").to_str().unwrap()])
+        .args(["run", "--cgi", guest("hello").to_str().unwrap()])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -261,6 +262,7 @@ fn run_locally_without_a_server() {
     let o = Command::new(wisp_bin())
         .args([
             "run",
+            "--cgi",
             guest("test-spin").to_str().unwrap(),
             "--timeout",
             "300ms",
@@ -269,6 +271,101 @@ fn run_locally_without_a_server() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("timeout"), "{}", stderr(&o));
+}
+
+#[test]
+fn run_a_plain_command_like_wasmtime_run() {
+    // Without --cgi a command is a program: stdout untouched.
+    let o = Command::new(wisp_bin())
+        .args(["run", guest("hello").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Content-Type: text/plain\n\nHello, world!\n");
+
+    // argv (argv[0] = the file as given), env only from -e, a dir in
+    // wasmtime's HOST::GUEST form, inherited stdin and stderr, exit status.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seen.txt"), "x").unwrap();
+    let argv = guest("test-argv");
+    let mut child = Command::new(wisp_bin())
+        .args([
+            "run",
+            argv.to_str().unwrap(),
+            "-e",
+            "EXIT=3",
+            "-e",
+            "READ_STDIN=1",
+            "-e",
+            "STDERR=to stderr",
+            "-e",
+            "LIST=/data",
+            "--dir",
+            &format!("{}::/data", dir.path().display()),
+            "--",
+            "one",
+            "-x",
+            "two words",
+        ])
+        .env("HOST_SECRET", "no")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"typed").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}\n{}", stderr(&o));
+    assert!(
+        out.starts_with(&format!(
+            "argv[0]={}\nargv[1]=one\nargv[2]=-x\nargv[3]=two words\n",
+            argv.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("EXIT=3\n") && !out.contains("HOST_SECRET"),
+        "{out}"
+    );
+    assert!(
+        out.contains("stdin=typed\n") && out.contains("list=seen.txt\n"),
+        "{out}"
+    );
+    assert_eq!(stderr(&o), "to stderr\n");
+
+    // A trap exits 134 (as wasmtime run), with the reason on stderr.
+    let o = Command::new(wisp_bin())
+        .args([
+            "run",
+            guest("test-membomb").to_str().unwrap(),
+            "--memory",
+            "16MiB",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(134), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("wasm trap") && stderr(&o).contains("out of memory"),
+        "{}",
+        stderr(&o)
+    );
+
+    // --timeout, only when asked: 124 (as timeout(1)).
+    let t0 = std::time::Instant::now();
+    let o = Command::new(wisp_bin())
+        .args([
+            "run",
+            guest("test-spin").to_str().unwrap(),
+            "--timeout",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+    assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[test]

@@ -320,6 +320,7 @@ fn every_function_has_a_golden_test() {
     ];
     let fixtures = [
         "sleep",
+        "test-argv", // cli::run_a_plain_command_like_wasmtime_run, crates/shim/tests
         "test-cgi",
         "test-empty",
         "test-membomb",

@@ -1,0 +1,133 @@
+//! The node's ahead-of-time compile cache: one precompiled artifact per
+//! module SHA-256 and engine fingerprint, shared by every shim process.
+//!
+//! Layout: `<dir>/<engine fingerprint>/<module sha256>.cwasm`. Artifacts are
+//! written to a temporary file, fsynced and renamed, so a reader sees a
+//! whole artifact or none; two shims compiling the same module at once both
+//! write and the last rename wins, with identical bytes. The directory is
+//! created 0700: an artifact is native code the shim maps and runs, so only
+//! root may write there. An artifact that fails to load (truncated by a
+//! full disk, another engine's) is recompiled and replaced.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use wisp_runtime::{Loaded, Runtime};
+
+/// Env variable naming the cache directory.
+pub const CACHE_DIR_ENV: &str = "WISP_SHIM_CACHE_DIR";
+/// Default cache directory.
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wisp-shim/cache";
+
+/// The cache directory from the environment, or the default.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os(CACHE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+}
+
+/// Whether a load came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A cached artifact was mapped: no compile.
+    Cached,
+    /// Compiled now (and cached for next time).
+    Compiled,
+}
+
+/// Load `wasm` through the cache in `dir`: map its artifact if there is
+/// one, else validate, compile, store and map. Blocking and CPU-heavy on a
+/// miss: call from a blocking thread.
+///
+/// Errors: an invalid module (the message says why, safe to show) or an
+/// I/O failure of the cache directory.
+pub fn load(runtime: &Runtime, dir: &Path, wasm: &[u8]) -> Result<(Loaded, Source)> {
+    let digest = hex::encode(Sha256::digest(wasm));
+    let sub = dir.join(runtime.fingerprint());
+    let artifact = sub.join(format!("{digest}.cwasm"));
+    if artifact.exists() {
+        match runtime.load(&artifact) {
+            Ok(l) => return Ok((l, Source::Cached)),
+            Err(e) => log::warn!(
+                "cached artifact {} is unusable ({e}); recompiling",
+                artifact.display()
+            ),
+        }
+    }
+    let compiled = runtime.compile(wasm).map_err(anyhow::Error::msg)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&sub)
+        .with_context(|| format!("creating the compile cache {}", sub.display()))?;
+    atomic_write(&artifact, &compiled.artifact)?;
+    log::info!(
+        "compiled module sha256:{digest} in {:.1} ms, cached at {}",
+        compiled.compile_time.as_secs_f64() * 1e3,
+        artifact.display()
+    );
+    let loaded = runtime.load(&artifact).map_err(anyhow::Error::msg)?;
+    Ok((loaded, Source::Compiled))
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory,
+/// fsync, rename, fsync the directory.
+fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("artifact path has no parent")?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("writing {}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_once_then_maps_and_survives_a_torn_artifact() {
+        let rt = Runtime::new(wisp_runtime::EngineOptions {
+            pooling: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
+        let (_, s) = load(&rt, dir.path(), &wasm).unwrap();
+        assert_eq!(s, Source::Compiled);
+        let (_, s) = load(&rt, dir.path(), &wasm).unwrap();
+        assert_eq!(s, Source::Cached);
+        assert_eq!(rt.compilations(), 1);
+
+        let art = dir
+            .path()
+            .join(rt.fingerprint())
+            .join(format!("{}.cwasm", hex::encode(Sha256::digest(&wasm))));
+        std::fs::write(&art, b"\x7fELF torn").unwrap();
+        let (_, s) = load(&rt, dir.path(), &wasm).unwrap();
+        assert_eq!(s, Source::Compiled, "a bad artifact is replaced");
+
+        let e = load(&rt, dir.path(), b"not wasm").err().unwrap();
+        assert!(e.to_string().contains("not a WebAssembly binary"), "{e}");
+    }
+}

@@ -1,0 +1,932 @@
+//! The task service (task API v2) and the shim's process lifecycle.
+//!
+//! One shim process serves one container under `ctr run`, or every
+//! container of a Kubernetes pod (grouped by the CRI's sandbox id, as runc's
+//! shim does). Per process: one [`Runtime`] (engine, pool, epoch ticker),
+//! built at the first `create`, and one `wisp-guest` Tokio runtime for
+//! command modules, so a spinning guest never delays a ttrpc answer. Per
+//! HTTP function: a Tokio runtime inside the container's network
+//! namespace (see `netns`).
+//!
+//! State of a task: `Created` → `Running` → `Stopped`, the exit written
+//! once by whoever ends it (the guest, `kill` of a created task) and then
+//! published as `TaskExit`. The std mutexes here are never held across an
+//! await.
+
+use crate::cache;
+use crate::http::{self, HttpFunction};
+use crate::netns;
+use crate::spec::{self, BundleSpec};
+use crate::stdio::{self, LogSink};
+use anyhow::{Context as _, Result as AnyResult, anyhow};
+use async_trait::async_trait;
+use containerd_shim::asynchronous::util::{mount_rootfs, write_str_to_file};
+use containerd_shim::asynchronous::{ExitSignal, Shim, spawn};
+use containerd_shim::protos::api;
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::shim_async::Task;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::util::{convert_to_any, timestamp};
+use containerd_shim::{
+    Config, Context, DeleteResponse, Error, Flags, StartOpts, TtrpcContext, TtrpcResult,
+};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, watch};
+use wisp_core::outbound::AllowList;
+use wisp_core::{DirGrant, Limits, MAX_MEMORY_BYTES};
+use wisp_runtime::{
+    CommandExit, CommandRun, EXIT_TIMEOUT, EXIT_TRAP, EngineOptions, Loaded, Runtime, StopHandle,
+};
+
+/// Env variable: how long SIGTERM waits for a guest before stopping it, in ms.
+pub const GRACE_ENV: &str = "WISP_SHIM_STOP_GRACE_MS";
+/// Default grace period after SIGTERM.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+/// Env variable: instance slots in the shim's pool.
+pub const POOL_ENV: &str = "WISP_SHIM_POOL_INSTANCES";
+/// Default pool slots per shim process. Each reserves about 4 GiB of
+/// address space (not memory), so this stays far below `wisp serve`'s 2000:
+/// a node runs one shim per pod.
+pub const DEFAULT_POOL: u32 = 32;
+
+const SIGKILL: u32 = 9;
+const SIGTERM: u32 = 15;
+const SIGINT: u32 = 2;
+
+/// The shim's process lifecycle (`start`, `delete`, serve until shutdown).
+pub struct WispShim {
+    exit: Arc<ExitSignal>,
+    namespace: String,
+}
+
+#[async_trait]
+impl Shim for WispShim {
+    type T = TaskService;
+
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        WispShim {
+            exit: Arc::new(ExitSignal::default()),
+            namespace: args.namespace.clone(),
+        }
+    }
+
+    async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        // The working directory is the bundle. Containers of one pod share
+        // a shim, as with runc; anything else gets its own.
+        let grouping = BundleSpec::load(Path::new("."))
+            .ok()
+            .and_then(|s| s.annotation(spec::CRI_SANDBOX_ID).map(str::to_string))
+            .unwrap_or_else(|| opts.id.clone());
+        let address = spawn(opts, &grouping, Vec::new()).await?;
+        write_str_to_file("address", &address).await?;
+        Ok(address)
+    }
+
+    async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+        // containerd runs `shim delete` in the bundle when the shim died:
+        // release what it held and report the task as killed.
+        let rootfs = std::env::current_dir()
+            .map_err(|e| Error::Other(format!("bundle: {e}")))?
+            .join("rootfs");
+        unmount(&rootfs);
+        Ok(DeleteResponse {
+            pid: 0,
+            exit_status: 128 + SIGKILL,
+            exited_at: MessageField::some(timestamp()?),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&mut self) {
+        self.exit.wait().await;
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("wisp-guest")
+            .enable_all()
+            .build()
+            .expect("starting the guest runtime");
+        let grace = std::env::var(GRACE_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_GRACE);
+        TaskService(Arc::new(Inner {
+            containers: Mutex::new(HashMap::new()),
+            publisher,
+            namespace: self.namespace.clone(),
+            exit: self.exit.clone(),
+            runtime: OnceCell::new(),
+            guests: guests.handle().clone(),
+            _guests: Mutex::new(Some(guests)),
+            grace,
+        }))
+    }
+}
+
+/// The ttrpc task service.
+#[derive(Clone)]
+pub struct TaskService(Arc<Inner>);
+
+struct Inner {
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    publisher: RemotePublisher,
+    namespace: String,
+    exit: Arc<ExitSignal>,
+    runtime: OnceCell<Arc<Runtime>>,
+    guests: tokio::runtime::Handle,
+    /// Owns the guest runtime (never dropped on an async thread: the
+    /// process exits with it).
+    _guests: Mutex<Option<tokio::runtime::Runtime>>,
+    grace: Duration,
+}
+
+/// What runs in the container.
+enum Kind {
+    /// A command module: `_start` once.
+    Command(Loaded),
+    /// An HTTP function (component, or command module speaking CGI).
+    Http(Arc<HttpFunction>),
+    /// A Kubernetes pod's sandbox ("pause") container: holds nothing (the
+    /// CRI made the network namespace already) and runs until killed.
+    Sandbox,
+}
+
+#[derive(Clone, Copy)]
+struct Exit {
+    code: u32,
+    at: (i64, i32),
+}
+
+impl Exit {
+    fn timestamp(&self) -> Timestamp {
+        Timestamp {
+            seconds: self.at.0,
+            nanos: self.at.1,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+struct Container {
+    id: String,
+    bundle: String,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    spec: BundleSpec,
+    kind: Kind,
+    rootfs_mounted: bool,
+    netns: Option<Arc<OwnedFd>>,
+    status: Mutex<Status>,
+    exit: watch::Sender<Option<Exit>>,
+    stop: StopHandle,
+    /// The signal that asked it to stop (0: none yet).
+    signal: std::sync::atomic::AtomicU32,
+    /// Whether the stop may wait for a drain (SIGTERM) or not (SIGKILL).
+    graceful: std::sync::atomic::AtomicBool,
+    /// An HTTP function's own runtime, shut down at delete.
+    server_rt: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl Container {
+    fn status(&self) -> Status {
+        *self.status.lock().unwrap()
+    }
+
+    fn exited(&self) -> Option<Exit> {
+        *self.exit.borrow()
+    }
+}
+
+fn now() -> (i64, i32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos() as i32)
+}
+
+fn pid() -> u32 {
+    std::process::id()
+}
+
+fn not_found(id: &str) -> containerd_shim::protos::ttrpc::Error {
+    Error::NotFoundError(format!("container {id} not found")).into()
+}
+
+fn invalid(msg: String) -> containerd_shim::protos::ttrpc::Error {
+    Error::InvalidArgument(msg).into()
+}
+
+fn precondition(msg: String) -> containerd_shim::protos::ttrpc::Error {
+    Error::FailedPreconditionError(msg).into()
+}
+
+/// Detach every mount at `path` (rootfs layers); quiet if none.
+fn unmount(path: &Path) {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // Stacked mounts come off one at a time; EINVAL once nothing is left.
+    for _ in 0..16 {
+        // SAFETY: a valid C string; umount2 has no other preconditions.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            break;
+        }
+    }
+}
+
+impl TaskService {
+    fn get(&self, id: &str) -> TtrpcResult<Arc<Container>> {
+        self.0
+            .containers
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        if let Err(e) = self
+            .0
+            .publisher
+            .publish(Context::default(), topic, &self.0.namespace, event)
+            .await
+        {
+            log::warn!("publishing {topic}: {e}");
+        }
+    }
+
+    /// The process-wide runtime, built on first use (off the async workers).
+    async fn runtime(&self) -> AnyResult<Arc<Runtime>> {
+        self.0
+            .runtime
+            .get_or_try_init(|| async {
+                let pool = std::env::var(POOL_ENV)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(DEFAULT_POOL);
+                tokio::task::spawn_blocking(move || {
+                    Runtime::new(EngineOptions {
+                        pool_instances: pool,
+                        ..Default::default()
+                    })
+                    .map(Arc::new)
+                    .map_err(|e| anyhow!("starting the Wasm engine: {e}"))
+                })
+                .await?
+            })
+            .await
+            .cloned()
+    }
+
+    /// Everything `create` does after the rootfs is mounted.
+    async fn prepare(
+        &self,
+        req: &api::CreateTaskRequest,
+        spec: &BundleSpec,
+    ) -> AnyResult<(Kind, Option<Arc<OwnedFd>>)> {
+        if spec.is_sandbox() {
+            return Ok((Kind::Sandbox, None));
+        }
+        let module = spec.module_path()?;
+        let runtime = self.runtime().await?;
+        let rootfs = spec.rootfs.clone();
+        let (loaded, module_name) = tokio::task::spawn_blocking(move || -> AnyResult<_> {
+            let wasm = read_in_root(&rootfs, &module)?;
+            let (loaded, source) = cache::load(&runtime, &cache::cache_dir(), &wasm)
+                .with_context(|| display_in_root(&rootfs, &module))?;
+            log::info!(
+                "module {} loaded ({source:?})",
+                display_in_root(&rootfs, &module)
+            );
+            Ok((loaded, display_in_root(&rootfs, &module)))
+        })
+        .await??;
+        let http = matches!(loaded, Loaded::Http(_)) || spec.marked_http();
+        if !http {
+            return Ok((Kind::Command(loaded), None));
+        }
+        let netns = netns::open(&spec.netns)?;
+        let limits = Limits {
+            memory_bytes: memory_limit(spec),
+            max_concurrency: runtime_pool(),
+            ..Limits::default()
+        };
+        let allow = spec
+            .env_var(spec::OUTBOUND_ENV)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let allow = AllowList::parse(&allow).map_err(|e| anyhow!("{}: {e}", spec::OUTBOUND_ENV))?;
+        let f = HttpFunction {
+            name: req.id.clone(),
+            loaded,
+            env: spec.env.clone(),
+            dirs: dirs(spec),
+            limits,
+            allow: Arc::new(allow),
+            // Opened at start, on the server's runtime.
+            log: LogSink::disabled(),
+        };
+        log::info!("{module_name} is an HTTP function");
+        Ok((Kind::Http(Arc::new(f)), netns))
+    }
+
+    /// Record the exit once and tell containerd.
+    async fn finish(&self, c: &Container, code: u32) {
+        {
+            let mut st = c.status.lock().unwrap();
+            if *st == Status::Stopped {
+                return;
+            }
+            *st = Status::Stopped;
+        }
+        let exit = Exit { code, at: now() };
+        c.exit.send_replace(Some(exit));
+        log::info!("container {} exited with status {code}", c.id);
+        self.publish(
+            "/tasks/exit",
+            Box::new(TaskExit {
+                container_id: c.id.clone(),
+                id: c.id.clone(),
+                pid: pid(),
+                exit_status: code,
+                exited_at: MessageField::some(exit.timestamp()),
+                ..Default::default()
+            }),
+        )
+        .await;
+    }
+
+    /// Start the container's work; returns once it runs.
+    async fn launch(&self, c: Arc<Container>) -> AnyResult<()> {
+        match &c.kind {
+            Kind::Sandbox => {
+                let svc = self.clone();
+                tokio::spawn(async move {
+                    c.stop.stopped().await;
+                    let sig = c.signal.load(std::sync::atomic::Ordering::SeqCst);
+                    svc.finish(&c, 128 + sig).await;
+                });
+            }
+            Kind::Command(loaded) => {
+                let runtime = self.runtime().await?;
+                let stdout = stdio::guest_output(&c.stdout)?;
+                let stderr = stdio::guest_output(&c.stderr)?;
+                let stdin = stdio::guest_input(&c.stdin);
+                let loaded = loaded.clone();
+                let svc = self.clone();
+                self.0.guests.spawn(async move {
+                    // The shim's own messages (trap, host error) go to the
+                    // container's stderr after the guest's.
+                    let messages = stdio::writer(&c.stderr).ok().flatten();
+                    let dirs = dirs(&c.spec);
+                    let exit = runtime
+                        .run_command(
+                            &loaded,
+                            CommandRun {
+                                args: &c.spec.args,
+                                env: &c.spec.env,
+                                dirs: &dirs,
+                                memory_bytes: memory_limit(&c.spec),
+                                timeout: None,
+                                stdin,
+                                stdout,
+                                stderr,
+                                stop: c.stop.clone(),
+                            },
+                        )
+                        .await;
+                    let module = c.spec.args.first().cloned().unwrap_or_default();
+                    let (code, msg) = match exit {
+                        Ok(CommandExit::Exited(code)) => (code as u32, None),
+                        Ok(CommandExit::Stopped) => (
+                            128 + c.signal.load(std::sync::atomic::Ordering::SeqCst),
+                            None,
+                        ),
+                        Ok(CommandExit::Trapped(m)) => (
+                            EXIT_TRAP as u32,
+                            Some(format!("wisp: {module}: wasm trap: {m}")),
+                        ),
+                        Ok(CommandExit::TimedOut(d)) => (
+                            EXIT_TIMEOUT as u32,
+                            Some(format!("wisp: {module}: timed out after {d:?}")),
+                        ),
+                        Err(e) => (1, Some(format!("wisp: {module}: {e}"))),
+                    };
+                    if let Some(msg) = msg {
+                        log::error!("container {}: {msg}", c.id);
+                        if let Some(mut w) = messages {
+                            use tokio::io::AsyncWriteExt;
+                            let _ = w.write_all(format!("{msg}\n").as_bytes()).await;
+                        }
+                    }
+                    svc.finish(&c, code).await;
+                });
+            }
+            Kind::Http(f) => {
+                let listen = c
+                    .spec
+                    .env_var(spec::LISTEN_ENV)
+                    .unwrap_or(spec::DEFAULT_LISTEN)
+                    .to_string();
+                let addr: std::net::SocketAddr = listen
+                    .parse()
+                    .map_err(|e| anyhow!("{}={listen:?}: {e}", spec::LISTEN_ENV))?;
+                let rt = netns::runtime(c.netns.clone(), 2)?;
+                let stderr = c.stderr.clone();
+                let listener = rt
+                    .spawn(async move {
+                        let log: LogSink = LogSink::open(&stderr)?;
+                        let l = http::bind(addr).await.with_context(|| {
+                            format!("binding {addr} in the container's network namespace")
+                        })?;
+                        AnyResult::<_>::Ok((l, log))
+                    })
+                    .await??;
+                let (listener, log) = listener;
+                let f = Arc::new(HttpFunction {
+                    log,
+                    name: f.name.clone(),
+                    loaded: f.loaded.clone(),
+                    env: f.env.clone(),
+                    dirs: f.dirs.clone(),
+                    limits: f.limits.clone(),
+                    allow: f.allow.clone(),
+                });
+                log::info!("container {} serving HTTP on {addr}", c.id);
+                let runtime = self.runtime().await?;
+                let svc = self.clone();
+                let grace = self.0.grace;
+                let c2 = c.clone();
+                let server = rt.spawn(async move {
+                    let c3 = c2.clone();
+                    http::serve(runtime, f, listener, c2.stop.clone(), move || {
+                        if c3.graceful.load(std::sync::atomic::Ordering::SeqCst) {
+                            grace
+                        } else {
+                            Duration::ZERO
+                        }
+                    })
+                    .await
+                });
+                *c.server_rt.lock().unwrap() = Some(rt);
+                tokio::spawn(async move {
+                    let ended = server.await;
+                    let code = match ended {
+                        Ok(http::Ended::Drained) => 0,
+                        _ => 128 + c.signal.load(std::sync::atomic::Ordering::SeqCst),
+                    };
+                    svc.finish(&c, code).await;
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Memory limit per instance: the spec's, else the most a 32-bit Wasm
+/// memory can have (a container without a limit is not limited by runc
+/// either), within Wisp's bounds.
+fn memory_limit(spec: &BundleSpec) -> u64 {
+    spec.memory_limit
+        .unwrap_or(MAX_MEMORY_BYTES)
+        .clamp(64 << 10, MAX_MEMORY_BYTES)
+}
+
+/// Pool slots, which bound an HTTP function's concurrent requests.
+fn runtime_pool() -> u32 {
+    std::env::var(POOL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_POOL)
+}
+
+/// The guest's directories: the rootfs as `/` and the spec's bind mounts.
+fn dirs(spec: &BundleSpec) -> Vec<DirGrant> {
+    let mut d = vec![DirGrant {
+        host: spec.rootfs.to_string_lossy().into_owned(),
+        guest: "/".into(),
+        read_only: false,
+    }];
+    for (src, dst) in &spec.bind_dirs {
+        d.push(DirGrant {
+            host: src.to_string_lossy().into_owned(),
+            guest: dst.clone(),
+            read_only: false,
+        });
+    }
+    d
+}
+
+fn display_in_root(rootfs: &Path, module: &Path) -> String {
+    format!(
+        "/{}",
+        module.strip_prefix(rootfs).unwrap_or(module).display()
+    )
+}
+
+/// Read `path` (inside `root`) with symlinks resolved as if `root` were `/`
+/// (`openat2` with `RESOLVE_IN_ROOT`), so an image can't point the shim at
+/// a host file.
+fn read_in_root(root: &Path, path: &Path) -> AnyResult<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let shown = display_in_root(root, path);
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let dir = std::fs::File::open(root)
+        .with_context(|| format!("opening the container's rootfs {}", root.display()))?;
+    let c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())?;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT;
+    // SAFETY: valid dirfd, C string and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(anyhow!(
+            "{shown}: the module is not in the image ({e}); the container's command must be the .wasm file's path"
+        ));
+    }
+    // SAFETY: a new fd we own.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd as i32) };
+    if !f.metadata()?.is_file() {
+        return Err(anyhow!("{shown}: not a regular file"));
+    }
+    let mut wasm = Vec::new();
+    f.read_to_end(&mut wasm)
+        .with_context(|| format!("reading {shown}"))?;
+    Ok(wasm)
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        log::info!("create {} (bundle {})", req.id, req.bundle);
+        if req.terminal {
+            return Err(invalid(
+                "a terminal (tty) is not supported by the wisp runtime: run without -t".into(),
+            ));
+        }
+        if self.0.containers.lock().unwrap().contains_key(&req.id) {
+            return Err(Error::Other(format!("container {} already exists", req.id)).into());
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = BundleSpec::load(&bundle).map_err(|e| invalid(format!("{e:#}")))?;
+        let mut mounted = false;
+        for m in &req.rootfs {
+            mount_rootfs(m, &spec.rootfs).await.map_err(|e| {
+                unmount(&spec.rootfs);
+                Error::Other(format!("mounting the rootfs: {e}"))
+            })?;
+            mounted = true;
+        }
+        let (kind, netns) = match self.prepare(&req, &spec).await {
+            Ok(k) => k,
+            Err(e) => {
+                if mounted {
+                    unmount(&spec.rootfs);
+                }
+                let msg = format!("wisp: {e:#}");
+                log::error!("create {}: {msg}", req.id);
+                return Err(invalid(msg));
+            }
+        };
+        let c = Arc::new(Container {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            spec,
+            kind,
+            rootfs_mounted: mounted,
+            netns,
+            status: Mutex::new(Status::Created),
+            exit: watch::channel(None).0,
+            stop: StopHandle::new(),
+            signal: 0.into(),
+            graceful: false.into(),
+            server_rt: Mutex::new(None),
+        });
+        self.0.containers.lock().unwrap().insert(req.id.clone(), c);
+        self.publish(
+            "/tasks/create",
+            Box::new(TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid: pid(),
+                ..Default::default()
+            }),
+        )
+        .await;
+        Ok(api::CreateTaskResponse {
+            pid: pid(),
+            ..Default::default()
+        })
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(
+                Error::Unimplemented("exec: a Wasm container runs one process".into()).into(),
+            );
+        }
+        let c = self.get(&req.id)?;
+        {
+            let mut st = c.status.lock().unwrap();
+            if *st != Status::Created {
+                return Err(precondition(format!(
+                    "container {} was already started",
+                    req.id
+                )));
+            }
+            *st = Status::Running;
+        }
+        // TaskStart is queued before the work can end, so it precedes TaskExit.
+        self.publish(
+            "/tasks/start",
+            Box::new(TaskStart {
+                container_id: req.id.clone(),
+                pid: pid(),
+                ..Default::default()
+            }),
+        )
+        .await;
+        if let Err(e) = self.launch(c.clone()).await {
+            let msg = format!("wisp: {e:#}");
+            log::error!("start {}: {msg}", req.id);
+            if let Ok(Some(mut w)) = stdio::writer(&c.stderr) {
+                use tokio::io::AsyncWriteExt;
+                let _ = w.write_all(format!("{msg}\n").as_bytes()).await;
+            }
+            self.finish(&c, 1).await;
+            return Err(Error::Other(msg).into());
+        }
+        Ok(api::StartResponse {
+            pid: pid(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        let c = self.get(&req.id)?;
+        let sig = req.signal;
+        log::info!("kill {} with signal {sig}", req.id);
+        match c.status() {
+            Status::Stopped => {
+                return Err(not_found(&format!("{} (process already finished)", req.id)));
+            }
+            Status::Created => {
+                if matches!(sig, SIGKILL | SIGTERM | SIGINT) {
+                    c.signal.store(sig, std::sync::atomic::Ordering::SeqCst);
+                    c.stop.stop();
+                    self.finish(&c, 128 + sig).await;
+                }
+                return Ok(api::Empty::new());
+            }
+            Status::Running => {}
+        }
+        match sig {
+            SIGKILL => {
+                c.signal.store(sig, std::sync::atomic::Ordering::SeqCst);
+                c.stop.stop();
+            }
+            SIGTERM | SIGINT => {
+                // A guest can't catch a signal: give it the grace period to
+                // end on its own (an HTTP function drains its requests), then
+                // stop it.
+                c.signal.store(sig, std::sync::atomic::Ordering::SeqCst);
+                c.graceful.store(true, std::sync::atomic::Ordering::SeqCst);
+                let grace = self.0.grace;
+                match &c.kind {
+                    Kind::Http(_) => c.stop.stop(),
+                    _ => {
+                        let c = c.clone();
+                        tokio::spawn(async move {
+                            let mut rx = c.exit.subscribe();
+                            let ended =
+                                tokio::time::timeout(grace, rx.wait_for(|e| e.is_some())).await;
+                            if ended.is_err() {
+                                c.stop.stop();
+                            }
+                        });
+                    }
+                }
+            }
+            other => {
+                log::info!(
+                    "signal {other} to {} ignored: a Wasm guest has no signal handlers",
+                    req.id
+                );
+            }
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> TtrpcResult<api::WaitResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(not_found(&format!("{}/{}", req.id, req.exec_id)));
+        }
+        let c = self.get(&req.id)?;
+        let mut rx = c.exit.subscribe();
+        let exit = rx
+            .wait_for(|e| e.is_some())
+            .await
+            .map(|e| e.expect("checked"))
+            .map_err(|_| Error::Other("container went away".into()))?;
+        Ok(api::WaitResponse {
+            exit_status: exit.code,
+            exited_at: MessageField::some(exit.timestamp()),
+            ..Default::default()
+        })
+    }
+
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let c = self.get(&req.id)?;
+        let status = match c.status() {
+            Status::Created => api::Status::CREATED,
+            Status::Running => api::Status::RUNNING,
+            Status::Stopped => api::Status::STOPPED,
+        };
+        let exit = c.exited();
+        Ok(api::StateResponse {
+            id: c.id.clone(),
+            bundle: c.bundle.clone(),
+            pid: pid(),
+            status: status.into(),
+            stdin: c.stdin.clone(),
+            stdout: c.stdout.clone(),
+            stderr: c.stderr.clone(),
+            terminal: false,
+            exit_status: exit.map(|e| e.code).unwrap_or(0),
+            exited_at: match exit {
+                Some(e) => MessageField::some(e.timestamp()),
+                None => MessageField::none(),
+            },
+            exec_id: req.exec_id,
+            ..Default::default()
+        })
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(not_found(&format!("{}/{}", req.id, req.exec_id)));
+        }
+        let c = self.get(&req.id)?;
+        if c.status() == Status::Running {
+            return Err(precondition(format!(
+                "container {} is running: kill it first",
+                req.id
+            )));
+        }
+        let exit = c.exited().unwrap_or(Exit { code: 0, at: now() });
+        if c.rootfs_mounted {
+            unmount(&c.spec.rootfs);
+        }
+        if let Some(rt) = c.server_rt.lock().unwrap().take() {
+            rt.shutdown_background();
+        }
+        self.0.containers.lock().unwrap().remove(&req.id);
+        log::info!("deleted {}", req.id);
+        self.publish(
+            "/tasks/delete",
+            Box::new(TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id.clone(),
+                pid: pid(),
+                exit_status: exit.code,
+                exited_at: MessageField::some(exit.timestamp()),
+                ..Default::default()
+            }),
+        )
+        .await;
+        Ok(api::DeleteResponse {
+            pid: pid(),
+            exit_status: exit.code,
+            exited_at: MessageField::some(exit.timestamp()),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> TtrpcResult<api::PidsResponse> {
+        self.get(&req.id)?;
+        Ok(api::PidsResponse {
+            processes: vec![api::ProcessInfo {
+                pid: pid(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CloseIORequest,
+    ) -> TtrpcResult<api::Empty> {
+        // The guest sees end-of-file when containerd closes its write side.
+        self.get(&req.id)?;
+        Ok(api::Empty::new())
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        self.get(&req.id)?;
+        let stats = crate::stats::metrics().map_err(|e| Error::Other(format!("stats: {e:#}")))?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(convert_to_any(Box::new(stats))?),
+            ..Default::default()
+        })
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        Ok(api::ConnectResponse {
+            shim_pid: pid(),
+            task_pid: pid(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ShutdownRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let empty = self.0.containers.lock().unwrap().is_empty();
+        if empty || req.now {
+            log::info!("shutting down");
+            self.0.exit.signal();
+        }
+        Ok(api::Empty::new())
+    }
+}

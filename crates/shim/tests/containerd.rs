@@ -1,0 +1,887 @@
+//! `containerd-shim-wisp-v1` under a real containerd (no mocks).
+//!
+//! Each test starts a private `containerd` (root, state and sockets under a
+//! temp dir, no CRI plugin) whose PATH holds the shim under its runtime
+//! name, imports a small OCI image layout built here, and drives it with
+//! `ctr`. Needs root and containerd (`scripts/test` installs it); without
+//! them every test says so loudly and passes.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const NS: &str = "wisp-test";
+const RUNTIME: &str = "io.containerd.wisp.v1";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A guest from `functions/target/manifest.json`, built by
+/// `scripts/build-functions` unless `scripts/test` already did.
+fn guest(name: &str) -> PathBuf {
+    static M: OnceLock<serde_json::Value> = OnceLock::new();
+    let m = M.get_or_init(|| {
+        let root = repo_root();
+        let manifest = root.join("functions/target/manifest.json");
+        let built = std::fs::read_to_string(&manifest)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .filter(|m| {
+                m["test-argv"]["wasm"]
+                    .as_str()
+                    .is_some_and(|p| Path::new(p).exists())
+            });
+        if let Some(m) = built {
+            return m;
+        }
+        let st = Command::new(root.join("scripts/build-functions"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .stdout(Stdio::null())
+            .status()
+            .expect("running scripts/build-functions");
+        assert!(st.success(), "scripts/build-functions failed");
+        let text = std::fs::read_to_string(root.join("functions/target/manifest.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    });
+    PathBuf::from(
+        m[name]["wasm"]
+            .as_str()
+            .unwrap_or_else(|| panic!("guest {name} is not in the manifest")),
+    )
+}
+
+/// Whether these tests can run here; if not, say why, loudly.
+fn can_run() -> bool {
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not running as root")
+    } else if Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        Some("containerd is not installed (apt-get install containerd)")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        eprintln!(
+            "\n!!!!!!!!\n!!!!!!!! SKIPPED: containerd shim tests need root and containerd: {why}\n!!!!!!!!\n"
+        );
+        return false;
+    }
+    true
+}
+
+/// A private containerd, killed (and its state removed) on drop.
+struct Containerd {
+    child: Child,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        Containerd::with_env(&[])
+    }
+
+    fn with_env(env: &[(&str, &str)]) -> Containerd {
+        // Short paths: unix socket addresses are limited to 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("wisp-ctd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = dir.path();
+        let sock = root.join("c.sock");
+        let base = Command::new("containerd")
+            .args(["config", "default"])
+            .output()
+            .expect("containerd config default");
+        let mut config = String::new();
+        for line in String::from_utf8_lossy(&base.stdout).lines() {
+            let t = line.trim_start();
+            let indent = &line[..line.len() - t.len()];
+            let l = if t.starts_with("root = ") && indent.is_empty() {
+                format!("root = {:?}", root.join("root"))
+            } else if t.starts_with("state = ") && indent.is_empty() {
+                format!("state = {:?}", root.join("state"))
+            } else if t.starts_with("disabled_plugins = ") {
+                r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#.to_string()
+            } else {
+                line.to_string()
+            };
+            config.push_str(&l);
+            config.push('\n');
+        }
+        // The [grpc] address (the only `address = ` right under [grpc]).
+        config = config.replacen(
+            "[grpc]\n  address = \"/run/containerd/containerd.sock\"",
+            &format!("[grpc]\n  address = {:?}", sock),
+            1,
+        );
+        assert!(
+            config.contains(sock.to_str().unwrap()),
+            "grpc address not set:\n{config}"
+        );
+        let cfg = root.join("config.toml");
+        std::fs::write(&cfg, &config).unwrap();
+
+        // The shim under its runtime name on containerd's PATH, as on a node.
+        let bin = root.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_containerd-shim-wisp-v1"),
+            bin.join("containerd-shim-wisp-v1"),
+        )
+        .unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(root.join("containerd.log")).unwrap();
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
+            .arg(&cfg)
+            .env("PATH", path)
+            .env("WISP_SHIM_CACHE_DIR", root.join("cache"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("starting containerd");
+        let c = Containerd { child, dir, sock };
+        let t0 = Instant::now();
+        while c.ctr(&["version"]).status.code() != Some(0) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "containerd did not start:\n{}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a").arg(&self.sock).args(["-n", NS]).args(args);
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// `ctr run --rm --runtime io.containerd.wisp.v1 [opts] IMAGE ID [args]`.
+    fn run(&self, opts: &[&str], image: &str, id: &str, args: &[&str]) -> Output {
+        let mut a = vec!["run", "--rm", "--runtime", RUNTIME];
+        a.extend_from_slice(opts);
+        a.extend_from_slice(&[image, id]);
+        a.extend_from_slice(args);
+        self.ctr(&a)
+    }
+
+    /// Import a one-layer image holding `files` (path in image, contents),
+    /// named `wisp.test/NAME:latest`, entrypoint `entry`.
+    fn import(&self, name: &str, files: &[(&str, &[u8])], entry: &str) -> String {
+        self.import_with_links(name, files, &[], entry)
+    }
+
+    /// As `import`, plus symlinks (path in image, target).
+    fn import_with_links(
+        &self,
+        name: &str,
+        files: &[(&str, &[u8])],
+        links: &[(&str, &Path)],
+        entry: &str,
+    ) -> String {
+        let image = format!("wisp.test/{name}:latest");
+        let tar = build_image(self.dir.path(), &image, files, links, entry);
+        let o = self.ctr(&["image", "import", "--all-platforms", tar.to_str().unwrap()]);
+        assert!(o.status.success(), "import: {}", text(&o.stderr));
+        image
+    }
+
+    fn tasks(&self) -> String {
+        text(&self.ctr(&["task", "ls", "-q"]).stdout)
+    }
+
+    fn containers(&self) -> String {
+        text(&self.ctr(&["container", "ls", "-q"]).stdout)
+    }
+
+    /// Nothing of any container is left: no task, no container, no mount.
+    fn assert_clean(&self) {
+        let t0 = Instant::now();
+        loop {
+            let (tasks, containers) = (self.tasks(), self.containers());
+            let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+            let ours: Vec<&str> = mounts
+                .lines()
+                .filter(|l| l.contains(self.dir.path().to_str().unwrap()))
+                .collect();
+            if tasks.trim().is_empty() && containers.trim().is_empty() && ours.is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "left behind: tasks {tasks:?}, containers {containers:?}, mounts {ours:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until task `id` is RUNNING.
+    fn wait_running(&self, id: &str) {
+        let t0 = Instant::now();
+        loop {
+            let ls = text(&self.ctr(&["task", "ls"]).stdout);
+            if ls
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains("RUNNING"))
+            {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{id} never ran: {ls}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Containers a failed test left: kill and remove them, then stop
+        // containerd (which leaves no shim behind once tasks are gone).
+        for id in self.tasks().lines() {
+            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["task", "delete", "-f", id]);
+        }
+        for id in self.containers().lines() {
+            let _ = self.ctr(&["container", "rm", id]);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let root = self.dir.path().to_str().unwrap().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// An OCI image layout tarball with one tar layer holding `files`, config
+/// `os: wasip1, architecture: wasm` (the shape `wisp image build` writes).
+fn build_image(
+    work: &Path,
+    name: &str,
+    files: &[(&str, &[u8])],
+    links: &[(&str, &Path)],
+    entry: &str,
+) -> PathBuf {
+    let tag = name.replace(['/', ':'], "_");
+    let dir = work.join(format!("img-{tag}"));
+    let layer_dir = dir.join("layer");
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&layer_dir).unwrap();
+    std::fs::create_dir_all(&blobs).unwrap();
+    for (path, bytes) in files {
+        let p = layer_dir.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    for (path, target) in links {
+        std::os::unix::fs::symlink(target, layer_dir.join(path.trim_start_matches('/'))).unwrap();
+    }
+    let layer_tar = dir.join("layer.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layer_dir)
+        .args(["--owner=0", "--group=0", "-cf"])
+        .arg(&layer_tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let layer = std::fs::read(&layer_tar).unwrap();
+    let put = |b: &[u8]| -> String {
+        let d = sha(b);
+        std::fs::write(blobs.join(&d), b).unwrap();
+        d
+    };
+    let layer_d = put(&layer);
+    let config = serde_json::json!({
+        "architecture": "wasm", "os": "wasip1",
+        "config": {"Entrypoint": [entry]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_d}")]}
+    })
+    .to_string();
+    let config_d = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{config_d}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{layer_d}"), "size": layer.len()}]
+    })
+    .to_string();
+    let manifest_d = put(manifest.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{manifest_d}"), "size": manifest.len(),
+                       "platform": {"os": "wasip1", "architecture": "wasm"},
+                       "annotations": {"io.containerd.image.name": name,
+                                       "org.opencontainers.image.ref.name": "latest"}}]
+    });
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let out = dir.join("image.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+fn argv_image(c: &Containerd) -> String {
+    c.import(
+        "argv",
+        &[(
+            "/test-argv.wasm",
+            &std::fs::read(guest("test-argv")).unwrap(),
+        )],
+        "/test-argv.wasm",
+    )
+}
+
+#[test]
+fn output_args_env_stdin_and_exit_code_pass_through() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let img = argv_image(&c);
+
+    let o = c.run(
+        &[
+            "--env",
+            "GREETING=hi there",
+            "--env",
+            "EXIT=7",
+            "--env",
+            "STDERR=to stderr",
+        ],
+        &img,
+        "argv1",
+        &["/test-argv.wasm", "one", "two words"],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(7), "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("argv[0]=/test-argv.wasm\n"), "{out}");
+    assert!(out.contains("argv[1]=one\nargv[2]=two words\n"), "{out}");
+    assert!(out.contains("GREETING=hi there\n"), "{out}");
+    assert!(
+        !out.contains("WISP_SHIM_CACHE_DIR"),
+        "no host env leaks in: {out}"
+    );
+    assert!(text(&o.stderr).contains("to stderr"), "{}", text(&o.stderr));
+
+    // The image's entrypoint when no command is given; exit 0.
+    let o = c.run(&[], &img, "argv2", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("argv[0]=/test-argv.wasm\n"));
+
+    // stdin reaches the guest; the image's files are its `/`.
+    let mut child = c
+        .ctr_cmd(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "READ_STDIN=1",
+            "--env",
+            "LIST=/",
+            &img,
+            "argv3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped in").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("stdin=piped in\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        text(&o.stdout).contains("list=test-argv.wasm\n"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // A CGI guest's output is passed through untouched.
+    let hello = c.import(
+        "hello",
+        &[("/hello.wasm", &std::fs::read(guest("hello")).unwrap())],
+        "/hello.wasm",
+    );
+    let o = c.run(&[], &hello, "hello1", &[]);
+    assert_eq!(
+        text(&o.stdout),
+        "Content-Type: text/plain\n\nHello, world!\n"
+    );
+    c.assert_clean();
+}
+
+/// Start `ctr run --rm` of a spinning guest in the background.
+fn spin(c: &Containerd, img: &str, id: &str) -> Child {
+    let child = c
+        .ctr_cmd(&["run", "--rm", "--runtime", RUNTIME, img, id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.wait_running(id);
+    child
+}
+
+fn wait_child(mut child: Child, limit: Duration) -> (Option<i32>, Duration, String) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (st.code(), t0.elapsed(), err);
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("ctr run did not return within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn kill_stops_a_spinning_guest_within_a_second() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::with_env(&[("WISP_SHIM_STOP_GRACE_MS", "300")]);
+    let img = c.import(
+        "spin",
+        &[("/spin.wasm", &std::fs::read(guest("test-spin")).unwrap())],
+        "/spin.wasm",
+    );
+
+    let child = spin(&c, &img, "spin-kill");
+    let t0 = Instant::now();
+    let o = c.ctr(&["task", "kill", "-s", "SIGKILL", "spin-kill"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (code, _, err) = wait_child(child, Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert_eq!(code, Some(137), "128 + SIGKILL: {err}");
+    assert!(took < Duration::from_secs(1), "SIGKILL took {took:?}");
+
+    // SIGTERM: the guest can't handle it; after the grace period it is stopped.
+    let child = spin(&c, &img, "spin-term");
+    let t0 = Instant::now();
+    let o = c.ctr(&["task", "kill", "spin-term"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (code, _, err) = wait_child(child, Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert_eq!(code, Some(143), "128 + SIGTERM: {err}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1300),
+        "SIGTERM with a 300 ms grace took {took:?}"
+    );
+    c.assert_clean();
+}
+
+#[test]
+fn twenty_containers_at_once() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let img = argv_image(&c);
+    // Compile once first so the 20 measure starting, not 20 compiles.
+    let o = c.run(&[], &img, "warm", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    let t0 = Instant::now();
+    let children: Vec<(usize, Child)> = (0..20)
+        .map(|i| {
+            let id = format!("many-{i}");
+            let env = format!("EXIT={}", i % 5);
+            let arg = format!("n{i}");
+            let child = c
+                .ctr_cmd(&[
+                    "run",
+                    "--rm",
+                    "--runtime",
+                    RUNTIME,
+                    "--env",
+                    &env,
+                    &img,
+                    &id,
+                    "/test-argv.wasm",
+                    &arg,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (i, child)
+        })
+        .collect();
+    for (i, child) in children {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some((i % 5) as i32),
+            "{i}: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            text(&o.stdout).contains(&format!("argv[1]=n{i}\n")),
+            "{i}: {}",
+            text(&o.stdout)
+        );
+    }
+    eprintln!("20 containers at once: {:?}", t0.elapsed());
+    c.assert_clean();
+}
+
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    Ok(r)
+}
+
+/// Retry until the server is up (it binds during `start`, but `ctr run -d`
+/// may return a moment before).
+fn get_retrying(addr: &str, path: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        match http_get(addr, path) {
+            Ok(r) => return r,
+            Err(e) if t0.elapsed() > Duration::from_secs(10) => panic!("GET {addr}{path}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stop a detached task gracefully (SIGTERM) and remove it; returns its
+/// exit status (`ctr task delete` exits with it).
+fn stop_and_remove(c: &Containerd, id: &str) -> Option<i32> {
+    let o = c.ctr(&["task", "kill", id]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let t0 = Instant::now();
+    loop {
+        let ls = text(&c.ctr(&["task", "ls"]).stdout);
+        if ls
+            .lines()
+            .any(|l| l.starts_with(id) && l.contains("STOPPED"))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{id} did not stop: {ls}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = c.ctr(&["task", "delete", id]).status.code();
+    let o = c.ctr(&["container", "rm", id]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    status
+}
+
+#[test]
+fn http_functions_answer_in_their_network_namespace() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let hh = c.import(
+        "hello-http",
+        &[("/hello.wasm", &std::fs::read(guest("hello-http")).unwrap())],
+        "/hello.wasm",
+    );
+
+    // Host networking: the component answers on 127.0.0.1:PORT.
+    let port = free_port();
+    let listen = format!("WISP_LISTEN=127.0.0.1:{port}");
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--net-host",
+        "--env",
+        &listen,
+        &hh,
+        "http-host",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let r = get_retrying(&format!("127.0.0.1:{port}"), "/");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r2 = get_retrying(&format!("127.0.0.1:{port}"), "/status/201");
+    assert!(
+        r2.starts_with("HTTP/1.1 201"),
+        "a fresh instance per request: {r2}"
+    );
+    assert_eq!(
+        stop_and_remove(&c, "http-host"),
+        Some(0),
+        "a drained server exits 0"
+    );
+    assert!(
+        http_get(&format!("127.0.0.1:{port}"), "/").is_err(),
+        "the listener is gone after delete"
+    );
+
+    // A command module marked HTTP speaks CGI, as under `wisp serve`.
+    let cgi = c.import(
+        "cgi",
+        &[("/cgi.wasm", &std::fs::read(guest("test-cgi")).unwrap())],
+        "/cgi.wasm",
+    );
+    let port2 = free_port();
+    let listen2 = format!("WISP_LISTEN=127.0.0.1:{port2}");
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--net-host",
+        "--env",
+        &listen2,
+        "--annotation",
+        "wisp.abi=http",
+        "--env",
+        "FROM_SPEC=yes",
+        &cgi,
+        "http-cgi",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let r = get_retrying(&format!("127.0.0.1:{port2}"), "/p?status=404");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let r = get_retrying(&format!("127.0.0.1:{port2}"), "/x/y?a=1");
+    assert!(
+        r.contains("PATH_INFO=/x/y") && r.contains("FROM_SPEC=yes"),
+        "{r}"
+    );
+    assert_eq!(stop_and_remove(&c, "http-cgi"), Some(0));
+
+    // A real network namespace: reachable inside it, not from the host.
+    let ns = format!("wisp-test-{}", std::process::id());
+    let netns = NetNs::add(&ns);
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        &format!("network:/var/run/netns/{ns}"),
+        "--env",
+        "WISP_LISTEN=127.0.0.1:8080",
+        &hh,
+        "http-ns",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let t0 = Instant::now();
+    let inside = loop {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &netns.0,
+                "curl",
+                "-s",
+                "-i",
+                "http://127.0.0.1:8080/",
+            ])
+            .output()
+            .unwrap();
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            break text(&o.stdout);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        inside.starts_with("HTTP/1.1 200"),
+        "from inside the namespace: {inside:?}"
+    );
+    let host = http_get("127.0.0.1:8080", "/");
+    assert!(
+        host.as_ref()
+            .map_or(true, |r| !r.starts_with("HTTP/1.1 200")),
+        "the host's loopback must not reach it: {host:?}"
+    );
+    assert_eq!(stop_and_remove(&c, "http-ns"), Some(0));
+    drop(netns);
+    c.assert_clean();
+}
+
+struct NetNs(String);
+
+impl NetNs {
+    fn add(name: &str) -> NetNs {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let st = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        let st = Command::new("ip")
+            .args(["netns", "exec", name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        NetNs(name.into())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn bad_modules_fail_clearly_and_leave_nothing() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+
+    let bad = c.import("bad", &[("/bad.wasm", b"this is not wasm")], "/bad.wasm");
+    let o = c.run(&[], &bad, "bad1", &[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o.stderr).contains("not a WebAssembly binary"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The command names a file the image doesn't have.
+    let o = c.run(&[], &bad, "bad2", &["/missing.wasm"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o.stderr).contains("/missing.wasm: the module is not in the image"),
+        "{}",
+        text(&o.stderr)
+    );
+    // An import the host does not provide.
+    let wasm = wat::parse_str(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#)
+        .unwrap();
+    let imp = c.import("import", &[("/imp.wasm", &wasm)], "/imp.wasm");
+    let o = c.run(&[], &imp, "bad3", &[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o.stderr).contains("imports `env::nope`"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A symlink out of the image is not followed to the host.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.wasm");
+    std::fs::write(&secret, std::fs::read(guest("hello")).unwrap()).unwrap();
+    let link_img = c.import_with_links("link", &[], &[("/link.wasm", &secret)], "/link.wasm");
+    let o = c.run(&[], &link_img, "bad4", &[]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("not in the image"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // A trap: out of memory under the spec's limit, status 134 and a message.
+    let bomb = c.import(
+        "bomb",
+        &[("/bomb.wasm", &std::fs::read(guest("test-membomb")).unwrap())],
+        "/bomb.wasm",
+    );
+    let o = c.run(&["--memory-limit", "16777216"], &bomb, "bad5", &[]);
+    assert_eq!(o.status.code(), Some(134), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("wasm trap") && text(&o.stderr).contains("out of memory"),
+        "{}",
+        text(&o.stderr)
+    );
+    c.assert_clean();
+    assert!(
+        c.log().contains("not a WebAssembly binary"),
+        "the error is in containerd's log too"
+    );
+}
