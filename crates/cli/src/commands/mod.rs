@@ -3,12 +3,14 @@
 mod bench;
 mod client_cmds;
 mod local;
+mod oci;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
 
 pub use client_cmds::{DeployCommand, InvokeCommand};
 pub use local::{CompileCommand, RunCommand};
+pub use oci::{ImageCommand, PullCommand, PushCommand, RegistryFlags};
 pub use serve::ServeCommand;
 
 /// Wisp: a WebAssembly serverless platform. Every request runs in a fresh,
@@ -61,6 +63,12 @@ enum Command {
     Compile(CompileCommand),
     /// Run the benchmark scenarios against real baselines and write a report.
     Bench(bench::BenchCommand),
+    /// Push a module to an OCI registry (Wasm artifact format).
+    Push(PushCommand),
+    /// Pull a module from an OCI registry (Wasm artifact, older Wasm layer, or image).
+    Pull(PullCommand),
+    /// Build OCI image layout tarballs (`wisp image build`).
+    Image(ImageCommand),
 }
 
 impl Cli {
@@ -77,6 +85,9 @@ impl Cli {
             Command::Run(c) => c.execute(),
             Command::Compile(c) => c.execute(),
             Command::Bench(c) => c.execute(),
+            Command::Push(c) => block_on(c.execute()),
+            Command::Pull(c) => block_on(c.execute()),
+            Command::Image(c) => c.execute(),
         }
     }
 }
