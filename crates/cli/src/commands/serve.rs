@@ -99,6 +99,18 @@ pub struct ServeCommand {
     /// Threads running guest code (default: one per core; 0 runs guests on the I/O threads).
     #[arg(long, env = "WISP_GUEST_WORKERS")]
     guest_workers: Option<usize>,
+    /// A registry `oci://` deploys may pull from over plain HTTP, HOST or
+    /// HOST:PORT (repeatable, or comma-separated in WISP_INSECURE_REGISTRY;
+    /// loopback registries always may; default: none).
+    #[arg(
+        long = "insecure-registry",
+        env = "WISP_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+    /// Longest an `oci://` deploy may spend pulling its module, e.g. 60s.
+    #[arg(long, env = "WISP_PULL_TIMEOUT", default_value = "60s", value_parser = wisp_core::units::parse_duration)]
+    pull_timeout: Duration,
     /// Log as JSON lines (filter with WISP_LOG, default `info`).
     #[arg(long, env = "WISP_LOG_JSON")]
     log_json: bool,
@@ -240,6 +252,13 @@ impl ServeCommand {
             },
             server_name: addr.ip().to_string(),
             server_port: addr.port(),
+            oci: wisp_server::OciPulls::new(wisp_oci::RegistryOptions {
+                credentials: None,
+                insecure: self.insecure_registries.clone(),
+                max_module_bytes: self.max_module,
+                timeout: self.pull_timeout,
+                progress: None,
+            }),
         });
         let limits = HttpLimits {
             max_connections: self.max_connections,
