@@ -78,6 +78,13 @@ pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> E
     move |source| Error::Io { context, source }
 }
 
+/// Install rustls' ring provider as the process default, once (reqwest is
+/// built without a provider of its own). The registry client calls this;
+/// so must code that builds an `oci_client::Client` itself (tests).
+pub fn tls_init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -185,8 +185,7 @@ impl RegistryClient {
         let r = parse_reference(reference)?;
         let registry = r.resolve_registry().to_string();
         let plain_http = self.plain_http(&registry);
-        // reqwest is built without a default TLS provider (see Cargo.toml).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls_init();
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http

@@ -11,4 +11,5 @@ mod functions;
 mod hardening;
 mod http;
 mod limits;
+mod oci;
 mod store;
