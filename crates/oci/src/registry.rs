@@ -548,9 +548,9 @@ impl RegistryClient {
     }
 }
 
-fn short(digest: &str) -> &str {
+fn short(digest: &str) -> String {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+    hex.chars().take(12).collect()
 }
 
 /// A stream error: oci-client's verifying stream reports a digest mismatch
@@ -605,7 +605,13 @@ fn map_err(s: &Session, creds: &Credentials, e: OciDistributionError) -> Error {
                 let msgs: Vec<String> = envelope
                     .errors
                     .iter()
-                    .map(|e| format!("{:?}: {}", e.code, e.message))
+                    .map(|e| {
+                        format!(
+                            "{:?}: {}",
+                            e.code,
+                            e.message.chars().take(200).collect::<String>()
+                        )
+                    })
                     .collect();
                 Error::Registry(format!(
                     "{}: the registry answered {}",

@@ -153,6 +153,14 @@ impl RegistryFlags {
     }
 }
 
+/// [`RegistryFlags::options`] off the async thread (it may read stdin).
+async fn blocking_options(flags: &RegistryFlags) -> Result<RegistryOptions> {
+    let flags = flags.clone();
+    tokio::task::spawn_blocking(move || flags.options())
+        .await
+        .context("reading registry credentials")?
+}
+
 /// A progress bar on stderr when it is a terminal; nothing otherwise.
 fn progress_bar() -> Option<wisp_oci::registry::Progress> {
     if !std::io::stderr().is_terminal() {
@@ -199,7 +207,7 @@ impl PushCommand {
         let wasm = tokio::fs::read(&self.file)
             .await
             .with_context(|| format!("reading {}", self.file.display()))?;
-        let mut opts = self.registry.options()?;
+        let mut opts = blocking_options(&self.registry).await?;
         opts.progress = progress_bar();
         let annotations: BTreeMap<String, String> = self.annotations.into_iter().collect();
         let p = RegistryClient::new(opts)
@@ -241,7 +249,7 @@ pub struct PullCommand {
 impl PullCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
-        let mut opts = self.registry.options()?;
+        let mut opts = blocking_options(&self.registry).await?;
         opts.progress = progress_bar();
         let p = RegistryClient::new(opts).pull(&self.reference).await?;
         let out = self.output.clone();
