@@ -433,7 +433,7 @@ impl RegistryClient {
                 (self.blob(&s, &creds, layer, max, "module").await?, format)
             }
             Plan::Image => (
-                self.from_image(&s, &creds, &manifest, max).await?,
+                self.module_in_image(&s, &creds, &manifest, max).await?,
                 Format::Image,
             ),
         };
@@ -455,7 +455,7 @@ impl RegistryClient {
         })
     }
 
-    async fn from_image(
+    async fn module_in_image(
         &self,
         s: &Session,
         creds: &Credentials,
