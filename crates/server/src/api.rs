@@ -87,6 +87,7 @@ pub(crate) async fn deploy(
             // Nothing is pulled for a deploy that would be refused anyway.
             wisp_core::validate_name(&name).map_err(bad)?;
             config.validate().map_err(bad)?;
+            st.oci.check(&reference).map_err(bad)?;
             let (wasm, src) = pull(&st, &reference).await?;
             (wasm, Some(src))
         }

@@ -108,6 +108,14 @@ pub struct ServeCommand {
         value_delimiter = ','
     )]
     insecure_registries: Vec<String>,
+    /// The only registries `oci://` deploys may pull from, HOST[:PORT]
+    /// (repeatable, or comma-separated in WISP_ALLOW_REGISTRY; default: any).
+    #[arg(
+        long = "allow-registry",
+        env = "WISP_ALLOW_REGISTRY",
+        value_delimiter = ','
+    )]
+    allow_registries: Vec<String>,
     /// Longest an `oci://` deploy may spend pulling its module, e.g. 60s.
     #[arg(long, env = "WISP_PULL_TIMEOUT", default_value = "60s", value_parser = wisp_core::units::parse_duration)]
     pull_timeout: Duration,
@@ -252,13 +260,16 @@ impl ServeCommand {
             },
             server_name: addr.ip().to_string(),
             server_port: addr.port(),
-            oci: wisp_server::OciPulls::new(wisp_oci::RegistryOptions {
-                credentials: None,
-                insecure: self.insecure_registries.clone(),
-                max_module_bytes: self.max_module,
-                timeout: self.pull_timeout,
-                progress: None,
-            }),
+            oci: wisp_server::OciPulls::new(
+                wisp_oci::RegistryOptions {
+                    credentials: None,
+                    insecure: self.insecure_registries.clone(),
+                    max_module_bytes: self.max_module,
+                    timeout: self.pull_timeout,
+                    progress: None,
+                },
+                self.allow_registries.clone(),
+            ),
         });
         let limits = HttpLimits {
             max_connections: self.max_connections,

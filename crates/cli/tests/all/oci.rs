@@ -611,6 +611,31 @@ async fn deploy_from_a_registry_records_the_digest() {
     assert!(up.get("oci").is_none(), "{up}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_pull_only_from_allowed_registries() {
+    let reg = Registry::start();
+    let s = Server::with(&["--allow-registry", "127.0.0.1:1"], &[]);
+    let r = format!("oci://{}/fns/hello:v1", reg.host());
+    let reply = s
+        .client()
+        .send(
+            http::Method::PUT,
+            "/v1/functions/f",
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&serde_json::json!({ "oci": r })).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains(&format!("registry {} is not allowed", reg.host())),
+        "{}",
+        reply.text()
+    );
+}
+
 #[test]
 fn image_build_is_deterministic_and_consistent() {
     let hello = guest("hello");
