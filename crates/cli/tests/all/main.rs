@@ -11,5 +11,6 @@ mod functions;
 mod hardening;
 mod http;
 mod limits;
+mod oci;
 mod openwhisk;
 mod store;
