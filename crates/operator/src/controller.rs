@@ -49,7 +49,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An API request about one object failed.
-    #[error("{action} {kind} {name}: {source}")]
+    #[error("{action} {kind} {name}: {detail}")]
     Api {
         /// What we tried: `apply`, `delete`, `read`, `patch status of`.
         action: &'static str,
@@ -57,7 +57,9 @@ pub enum Error {
         kind: &'static str,
         /// Its name.
         name: String,
-        /// The client's error (the API server's status message for a rejection).
+        /// The API server's message and code for a rejection, else the client's error.
+        detail: String,
+        /// The client's error.
         #[source]
         source: kube::Error,
     },
@@ -82,6 +84,10 @@ fn api_err(
         action,
         kind,
         name,
+        detail: match &source {
+            kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+            other => other.to_string(),
+        },
         source,
     }
 }
@@ -306,7 +312,7 @@ pub fn error_policy(app: Arc<WasmApp>, err: &Error, ctx: Arc<Context>) -> Action
     let delay = BACKOFF_BASE
         .saturating_mul(1u32 << (failures - 1).min(16))
         .min(BACKOFF_MAX);
-    let message = truncate(&format!("{err:#}"), 1000);
+    let message = truncate(&err.to_string(), 1000);
     tracing::warn!(
         app = %app.name_any(),
         namespace = %app.namespace().unwrap_or_default(),
@@ -325,19 +331,39 @@ pub fn error_policy(app: Arc<WasmApp>, err: &Error, ctx: Arc<Context>) -> Action
             message.clone(),
         )
         .await;
-        let mut status = app.status.clone().unwrap_or_default();
-        set_condition(
-            &mut status.conditions,
-            cond(&app, DEGRADED, "True", "ReconcileFailed", &message),
-            Timestamp::now(),
-        );
-        let apps: Api<WasmApp> =
-            Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-        if let Err(e) = patch_status(&apps, &app.name_any(), &status).await {
+        if let Err(e) = report_failure(&ctx, &app, &message).await {
             tracing::warn!(error = %e, "could not report the failure in the status");
         }
     });
     Action::requeue(delay)
+}
+
+/// Set `Degraded=True ReconcileFailed` on the app as it is now (not on the
+/// possibly older copy the reconcile saw), and only if that changes it: a write
+/// from a stale copy would move the transition time and wake the controller again.
+async fn report_failure(ctx: &Context, app: &WasmApp, message: &str) -> Result<()> {
+    let name = app.name_any();
+    let apps: Api<WasmApp> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let Some(current) = apps
+        .get_opt(&name)
+        .await
+        .map_err(api_err("read", "WasmApp", &name))?
+    else {
+        return Ok(());
+    };
+    let prev = current.status.clone().unwrap_or_default();
+    let mut status = prev.clone();
+    set_condition(
+        &mut status.conditions,
+        cond(&current, DEGRADED, "True", "ReconcileFailed", message),
+        Timestamp::now(),
+    );
+    status.observed_generation = current.metadata.generation;
+    if status != prev {
+        patch_status(&apps, &name, &status).await?;
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> String {
