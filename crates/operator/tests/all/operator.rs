@@ -447,10 +447,17 @@ async fn a_failing_apply_is_retried_with_an_event_until_it_succeeds() {
         "spec": {"hard": {"services": "0"}},
     }))
     .unwrap();
-    env.api::<ResourceQuota>()
-        .create(&PostParams::default(), &quota)
-        .await
-        .unwrap();
+    let quotas: Api<ResourceQuota> = env.api();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    // Enforced for sure once the quota controller has computed its status.
+    eventually("the quota's status", WAIT, || async {
+        let q = quotas.get("no-services").await.map_err(|e| e.to_string())?;
+        let hard = q.status.and_then(|s| s.hard).unwrap_or_default();
+        hard.contains_key("services")
+            .then_some(())
+            .ok_or("no status yet".to_string())
+    })
+    .await;
     let op = env.operator("op-a");
     let app = env
         .create_app("app", json!({"image": "registry.example/app:1"}))
