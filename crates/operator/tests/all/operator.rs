@@ -677,3 +677,49 @@ async fn deleting_the_app_deletes_what_it_owns() {
     .await;
     env.done().await;
 }
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_once_its_lease_expires() {
+    let Some(env) = Env::new("expiry").await else {
+        return;
+    };
+    let lease_name = format!("lease-{}", env.ns);
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "wisp-system");
+    let holder = || async {
+        let l = leases.get(&lease_name).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(l.spec.unwrap_or_default())
+    };
+    let mut first = env.operator("op-first");
+    eventually("op-first to hold the Lease", WAIT, || async {
+        let spec = holder().await?;
+        (spec.holder_identity.as_deref() == Some("op-first"))
+            .then_some(())
+            .ok_or(format!("{spec:?}"))
+    })
+    .await;
+    let second = env.operator("op-second");
+    first.kill();
+    let killed_at = std::time::Instant::now();
+    // The Lease still names op-first; op-second may take it only after 3 s (--lease-duration).
+    let spec = eventually("op-second to take the expired Lease", WAIT, || async {
+        let spec = holder().await?;
+        (spec.holder_identity.as_deref() == Some("op-second"))
+            .then_some(spec.clone())
+            .ok_or(format!("{spec:?}"))
+    })
+    .await;
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(2),
+        "taken over too early: {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(spec.lease_transitions, Some(1));
+    env.create_app("app", json!({"image": "registry.example/app:1"}))
+        .await;
+    eventually("the Deployment from op-second", WAIT, || {
+        env.get_json::<Deployment>("app")
+    })
+    .await;
+    assert_eq!(second.metric("wisp_operator_leader").await, 1.0);
+    env.done().await;
+}

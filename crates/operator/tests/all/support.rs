@@ -312,6 +312,12 @@ impl Operator {
         panic!("wisp-operator did not stop on SIGTERM:\n{}", self.log());
     }
 
+    /// SIGKILL: no chance to release the Lease.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
