@@ -43,9 +43,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let body = Bytes::copy_from_slice(body);
     if let Ok(d) = parse_body(&ctype, body.clone()) {
-        assert!(!d.wasm.is_empty(), "Ok with an empty module ({ctype:?})");
+        let wasm = d.wasm().expect("no content type here is the OCI (JSON) form");
+        assert!(!wasm.is_empty(), "Ok with an empty module ({ctype:?})");
         if !ctype.starts_with("multipart/") {
-            assert_eq!(d.wasm, body);
+            assert_eq!(wasm, &body);
             assert_eq!(d.config, FunctionConfig::default());
         }
     }

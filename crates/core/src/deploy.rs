@@ -1,6 +1,7 @@
 //! The body of `PUT /v1/functions/{name}`: an `application/wasm` module
-//! (default config), or `multipart/form-data` with a `module` part and an
-//! optional `config` part (JSON [`FunctionConfig`]).
+//! (default config), `multipart/form-data` with a `module` part and an
+//! optional `config` part (JSON [`FunctionConfig`]), or `application/json`
+//! naming an OCI reference for the server to pull ([`DeployOci`]).
 //!
 //! Parsed from memory, with no I/O: the server has already read the body
 //! under its size limit. Every malformed body is an `Err` with a message
@@ -8,20 +9,63 @@
 
 use crate::FunctionConfig;
 use bytes::Bytes;
+use serde::Deserialize;
 
 /// A parsed deploy request.
 #[derive(Debug)]
 pub struct DeployBody {
-    /// The module bytes, as uploaded.
-    pub wasm: Bytes,
+    /// The module: its bytes, or where to pull it from.
+    pub module: ModuleSpec,
     /// The config (defaults when none was sent). Not yet validated.
     pub config: FunctionConfig,
 }
+
+/// Where a deploy's module is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModuleSpec {
+    /// Uploaded in the body (never empty).
+    Bytes(Bytes),
+    /// To be pulled from an OCI registry: the reference, without `oci://`.
+    Oci(String),
+}
+
+/// The `application/json` form of a deploy: `{"oci": "REF", "config": {…}}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployOci {
+    /// `[oci://]REGISTRY/REPOSITORY[:TAG|@DIGEST]`; the server pulls it.
+    #[schema(example = "oci://ghcr.io/acme/hello:v1")]
+    pub oci: String,
+    /// Env, dir grants, limits and outbound hosts; defaults when absent or null.
+    #[serde(default)]
+    pub config: Option<FunctionConfig>,
+}
+
+/// Longest OCI reference accepted.
+pub const MAX_OCI_REFERENCE: usize = 1024;
 
 /// Parse a deploy body of content type `ctype`.
 pub fn parse_body(ctype: &str, body: Bytes) -> Result<DeployBody, String> {
     let (wasm, config) = if ctype.starts_with("multipart/form-data") {
         parse_multipart(ctype, body)?
+    } else if ctype.starts_with("application/json") {
+        let d: DeployOci = serde_json::from_slice(&body).map_err(|e| {
+            format!("invalid deploy JSON: {e}; expected {{\"oci\": \"REF\", \"config\": {{...}}}}")
+        })?;
+        let r = d.oci.strip_prefix("oci://").unwrap_or(&d.oci).trim();
+        if r.is_empty()
+            || r.len() > MAX_OCI_REFERENCE
+            || r.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "invalid OCI reference {:?}: expected REGISTRY/REPOSITORY[:TAG|@DIGEST], at most {MAX_OCI_REFERENCE} characters",
+                d.oci.chars().take(100).collect::<String>()
+            ));
+        }
+        return Ok(DeployBody {
+            module: ModuleSpec::Oci(r.to_string()),
+            config: d.config.unwrap_or_default(),
+        });
     } else if ctype.is_empty()
         || ctype.starts_with("application/wasm")
         || ctype.starts_with("application/octet-stream")
@@ -29,13 +73,26 @@ pub fn parse_body(ctype: &str, body: Bytes) -> Result<DeployBody, String> {
         (body, FunctionConfig::default())
     } else {
         return Err(format!(
-            "unsupported content type {ctype:?}: send application/wasm or multipart/form-data (module + config)"
+            "unsupported content type {ctype:?}: send application/wasm, multipart/form-data (module + config) or application/json ({{\"oci\": REF, \"config\": ...}})"
         ));
     };
     if wasm.is_empty() {
         return Err("empty module".into());
     }
-    Ok(DeployBody { wasm, config })
+    Ok(DeployBody {
+        module: ModuleSpec::Bytes(wasm),
+        config,
+    })
+}
+
+impl DeployBody {
+    /// The uploaded bytes, if the module was uploaded.
+    pub fn wasm(&self) -> Option<&Bytes> {
+        match &self.module {
+            ModuleSpec::Bytes(b) => Some(b),
+            ModuleSpec::Oci(_) => None,
+        }
+    }
 }
 
 fn parse_multipart(ctype: &str, body: Bytes) -> Result<(Bytes, FunctionConfig), String> {
@@ -105,7 +162,7 @@ mod tests {
     #[test]
     fn forms() {
         let d = parse_body("application/wasm", Bytes::from_static(b"\0asm")).unwrap();
-        assert_eq!(&d.wasm[..], b"\0asm");
+        assert_eq!(&d.wasm().unwrap()[..], b"\0asm");
         let (ct, body) = multipart(&[("module", b"\0asm"), ("config", br#"{"env":{"A":"1"}}"#)]);
         let d = parse_body(&ct, body).unwrap();
         assert_eq!(d.config.env["A"], "1");
@@ -125,5 +182,31 @@ mod tests {
             "no boundary"
         );
         assert!(parse_body("", Bytes::new()).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn oci_form() {
+        let j = |s: &'static str| parse_body("application/json", Bytes::from_static(s.as_bytes()));
+        let d =
+            j(r#"{"oci":"oci://127.0.0.1:5000/fns/hello:v1","config":{"env":{"A":"1"}}}"#).unwrap();
+        assert_eq!(
+            d.module,
+            ModuleSpec::Oci("127.0.0.1:5000/fns/hello:v1".into())
+        );
+        assert_eq!(d.config.env["A"], "1");
+        let d = j(r#"{"oci":"r/x@sha256:00","config":null}"#).unwrap();
+        assert_eq!(d.config, FunctionConfig::default());
+        assert!(
+            j(r#"{"oci":""}"#)
+                .unwrap_err()
+                .contains("invalid OCI reference")
+        );
+        assert!(j(r#"{"oci":"a b"}"#).is_err());
+        assert!(
+            j(r#"{"oci":"r/x","extra":1}"#)
+                .unwrap_err()
+                .contains("invalid deploy JSON")
+        );
+        assert!(j("{").is_err());
     }
 }

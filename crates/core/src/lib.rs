@@ -365,6 +365,21 @@ pub struct FunctionVersion {
     /// redeployed or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+    /// Set when the module was pulled from an OCI registry (`oci://REF`
+    /// deploys): the reference and the manifest digest it resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSource>,
+}
+
+/// Where an OCI-deployed version's module came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OciSource {
+    /// The reference, fully qualified, e.g. `ghcr.io/acme/hello:v1`.
+    #[schema(example = "ghcr.io/acme/hello:v1")]
+    pub reference: String,
+    /// `sha256:<hex>` of the image manifest the reference resolved to at
+    /// deploy time (pull `REF@DIGEST` to get the same bytes again).
+    pub digest: String,
 }
 
 /// A function as listed: its active version.

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tokio::sync::{OnceCell, Semaphore};
 use wisp_core::outbound::AllowList;
-use wisp_core::{ErrorKind, FunctionConfig, FunctionVersion};
+use wisp_core::{ErrorKind, FunctionConfig, FunctionVersion, OciSource};
 use wisp_runtime::Loaded;
 use wisp_store::NewVersion;
 
@@ -178,6 +178,18 @@ impl Executor {
         wasm: Bytes,
         config: FunctionConfig,
     ) -> Result<Deployed, Error> {
+        self.deploy_from(name, wasm, config, None).await
+    }
+
+    /// [`Executor::deploy`], recording where the module came from (`oci`:
+    /// the registry reference and manifest digest it was pulled as).
+    pub async fn deploy_from(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Bytes,
+        config: FunctionConfig,
+        oci: Option<OciSource>,
+    ) -> Result<Deployed, Error> {
         wisp_core::validate_name(name).map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
         config
             .validate()
@@ -208,7 +220,7 @@ impl Executor {
         let name = name.to_string();
         tokio::spawn(async move {
             let _pending = pending;
-            exec.deploy_now(name, wasm, config).await
+            exec.deploy_now(name, wasm, config, oci).await
         })
         .await
         .map_err(join_err)?
@@ -219,6 +231,7 @@ impl Executor {
         name: String,
         wasm: Bytes,
         config: FunctionConfig,
+        oci: Option<OciSource>,
     ) -> Result<Deployed, Error> {
         let guard = self.deploy_lock.clone().lock_owned().await;
         let runtime = self.runtime.clone();
@@ -266,6 +279,7 @@ impl Executor {
                     wasm_size: wasm.len() as u64,
                     compiled_size,
                     compile_ms,
+                    oci: oci.as_ref(),
                 })
                 .map_err(store_err)?;
             Ok((d, loaded, compiled))

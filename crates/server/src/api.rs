@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use wisp_core::ErrorKind;
-use wisp_core::deploy::DeployBody;
+use wisp_core::deploy::{DeployBody, ModuleSpec};
+use wisp_core::{ErrorKind, OciSource};
 
 type S = State<Arc<AppState>>;
 
@@ -47,8 +47,8 @@ pub(crate) async fn not_found() -> ApiError {
 
 #[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions", security(("token" = [])),
     params(("name" = String, Path, example = "hello", description = "1-64 characters of [a-zA-Z0-9_-], starting with a letter or digit")),
-    request_body(description = "The module (default config), or a multipart form with `module` and `config`",
-        content((Vec<u8> = "application/wasm"), (crate::openapi::DeployForm = "multipart/form-data"))),
+    request_body(description = "The module (default config), a multipart form with `module` and `config`, or JSON naming an OCI reference for the server to pull (`wisp serve --insecure-registry`, `--pull-timeout`; the version records the reference and the manifest digest it resolved to)",
+        content((Vec<u8> = "application/wasm"), (crate::openapi::DeployForm = "multipart/form-data"), (wisp_core::deploy::DeployOci = "application/json"))),
     responses((status = 201, description = "A new version is active", body = crate::openapi::DeployedVersion),
               (status = 200, description = "The same module and config were already active", body = crate::openapi::DeployedVersion),
               (status = 400, response = crate::openapi::BadRequest),
@@ -56,8 +56,9 @@ pub(crate) async fn not_found() -> ApiError {
               (status = 403, response = crate::openapi::Forbidden),
               (status = 413, response = crate::openapi::TooLarge),
               (status = 503, response = crate::openapi::Unavailable)))]
-/// `PUT /v1/functions/{name}`: `application/wasm` body (default config) or
-/// `multipart/form-data` with parts `module` and `config` (JSON).
+/// `PUT /v1/functions/{name}`: `application/wasm` body (default config),
+/// `multipart/form-data` with parts `module` and `config` (JSON), or
+/// `application/json` `{"oci": REF, "config": …}` (the server pulls REF).
 pub(crate) async fn deploy(
     State(st): S,
     Path(name): Path<String>,
@@ -79,8 +80,18 @@ pub(crate) async fn deploy(
             bad(format!("reading body: {e}"))
         }
     })?;
-    let DeployBody { wasm, config } = wisp_core::deploy::parse_body(&ctype, body).map_err(bad)?;
-    let d = st.exec.deploy(&name, wasm, config).await?;
+    let DeployBody { module, config } = wisp_core::deploy::parse_body(&ctype, body).map_err(bad)?;
+    let (wasm, oci) = match module {
+        ModuleSpec::Bytes(wasm) => (wasm, None),
+        ModuleSpec::Oci(reference) => {
+            // Nothing is pulled for a deploy that would be refused anyway.
+            wisp_core::validate_name(&name).map_err(bad)?;
+            config.validate().map_err(bad)?;
+            let (wasm, src) = pull(&st, &reference).await?;
+            (wasm, Some(src))
+        }
+    };
+    let d = st.exec.deploy_from(&name, wasm, config, oci).await?;
     let status = if d.created {
         StatusCode::CREATED
     } else {
@@ -90,6 +101,50 @@ pub(crate) async fn deploy(
     body["created"] = d.created.into();
     body["compiled"] = d.compiled.into();
     Ok((status, Json(body)).into_response())
+}
+
+/// Pull `reference` for a deploy: bounded in size (the deploy limit), time
+/// (`--pull-timeout`) and number at once; every digest verified.
+async fn pull(st: &AppState, reference: &str) -> Result<(Bytes, OciSource), ApiError> {
+    let Ok(_slot) = st.oci.slots.try_acquire() else {
+        let mut e = ApiError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "{} registry pulls are already running; retry shortly",
+                crate::OciPulls::MAX_PULLS
+            ),
+        );
+        e.0.retry_after = Some(1);
+        return Err(e);
+    };
+    let p = st.oci.client.pull(reference).await.map_err(oci_error)?;
+    tracing::info!(reference = %p.reference, digest = %p.digest, format = p.format.as_str(),
+        bytes = p.wasm.len(), "pulled a module for a deploy");
+    Ok((
+        Bytes::from(p.wasm),
+        OciSource {
+            reference: p.reference,
+            digest: p.digest,
+        },
+    ))
+}
+
+/// A pull's failure as the API answers it. The registry refusing the
+/// server's credentials is a 400 (the caller's reference can't be pulled),
+/// not a 401 (which would say the caller's token is wrong).
+fn oci_error(e: wisp_oci::Error) -> ApiError {
+    use wisp_oci::Error as E;
+    let kind = match &e {
+        E::TooLarge(_) => ErrorKind::PayloadTooLarge,
+        E::Registry(_) | E::Timeout(_) => ErrorKind::Unavailable,
+        E::Io { .. } => ErrorKind::Internal,
+        E::Invalid(_)
+        | E::NotFound(_)
+        | E::Unauthorized(_)
+        | E::DigestMismatch { .. }
+        | E::NotWasm(_) => ErrorKind::BadRequest,
+    };
+    ApiError::new(kind, format!("pulling the module: {e}"))
 }
 
 fn bad(m: impl Into<String>) -> ApiError {

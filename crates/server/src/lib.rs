@@ -31,6 +31,32 @@ pub struct AppState {
     pub server_name: String,
     /// Port reported to guests as `SERVER_PORT`.
     pub server_port: u16,
+    /// How `oci://` deploys are pulled.
+    pub oci: OciPulls,
+}
+
+/// The server's registry client for `oci://` deploys, and the few pulls
+/// it runs at once (each holds up to the module limit in memory).
+pub struct OciPulls {
+    /// The client: the server's own credentials (Docker config of the user
+    /// running `wisp serve`), its insecure-registry list, size and time bounds.
+    pub client: wisp_oci::RegistryClient,
+    /// Pulls in flight; past it a deploy gets 503 with Retry-After.
+    pub slots: tokio::sync::Semaphore,
+}
+
+impl OciPulls {
+    /// Most pulls at once.
+    pub const MAX_PULLS: usize = 4;
+
+    /// Pulls with `opts` (its progress callback is ignored).
+    pub fn new(mut opts: wisp_oci::RegistryOptions) -> OciPulls {
+        opts.progress = None;
+        OciPulls {
+            client: wisp_oci::RegistryClient::new(opts),
+            slots: tokio::sync::Semaphore::new(Self::MAX_PULLS),
+        }
+    }
 }
 
 /// Build the router. Each request must carry `ConnectInfo<SocketAddr>`

@@ -153,7 +153,7 @@ impl Modify for BearerToken {
         openapi_json,
     ),
     components(
-        schemas(ErrorBody, ErrorDetail),
+        schemas(ErrorBody, ErrorDetail, wisp_core::OciSource),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unavailable, Conflict)
     ),
     modifiers(&BearerToken)

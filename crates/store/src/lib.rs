@@ -39,7 +39,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
-use wisp_core::{Abi, Activation, ActivationStatus, FunctionConfig, FunctionInfo, FunctionVersion};
+use wisp_core::{
+    Abi, Activation, ActivationStatus, FunctionConfig, FunctionInfo, FunctionVersion, OciSource,
+};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,8 @@ pub struct NewVersion<'a> {
     pub compiled_size: u64,
     /// Compile time.
     pub compile_ms: f64,
+    /// Where the module was pulled from, for `oci://` deploys.
+    pub oci: Option<&'a OciSource>,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -156,6 +160,8 @@ CREATE TABLE IF NOT EXISTS versions (
     compiled_size  INTEGER NOT NULL,
     compile_ms     REAL NOT NULL,
     created_ms     INTEGER NOT NULL,
+    oci_ref        TEXT,
+    oci_digest     TEXT,
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS activations (
@@ -184,6 +190,29 @@ CREATE TABLE IF NOT EXISTS artifacts (
     PRIMARY KEY (fingerprint, digest)
 );
 "#;
+
+/// Columns added after a table's first release: (table, column, type).
+/// `CREATE TABLE IF NOT EXISTS` leaves an older home's tables as they
+/// were; these are added to them on open (NULL in old rows).
+const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+    ("versions", "oci_ref", "TEXT"),
+    ("versions", "oci_digest", "TEXT"),
+];
+
+fn migrate(db: &Connection) -> Result<()> {
+    for (table, column, ty) in ADDED_COLUMNS {
+        let present: bool = db.query_row(
+            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+            tracing::info!(table, column, "store: added column");
+        }
+    }
+    Ok(())
+}
 
 impl Store {
     /// Open (creating if needed) the store at `home`.
@@ -223,6 +252,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let acts = Connection::open(&db_path)?;
         acts.busy_timeout(std::time::Duration::from_secs(5))?;
         acts.pragma_update(None, "synchronous", "NORMAL")?;
@@ -369,6 +399,7 @@ impl Store {
             && active.broken.is_none()
             && active.digest == digest
             && &active.config == v.config
+            && active.oci.as_ref() == v.oci
         {
             return Ok(Deployed {
                 version: active,
@@ -382,9 +413,10 @@ impl Store {
         )?;
         let now = now_ms();
         tx.execute(
-            "INSERT INTO versions (name, version, digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![v.name, next, digest, v.abi.as_str(), config_json, v.wasm_size as i64, v.compiled_size as i64, v.compile_ms, now],
+            "INSERT INTO versions (name, version, digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![v.name, next, digest, v.abi.as_str(), config_json, v.wasm_size as i64, v.compiled_size as i64, v.compile_ms, now,
+                    v.oci.map(|o| &o.reference), v.oci.map(|o| &o.digest)],
         )?;
         tx.execute(
             "INSERT INTO functions (name, active_version, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
@@ -698,55 +730,64 @@ fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
 fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<FunctionVersion>> {
     let row = db
         .query_row(
-            "SELECT digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms FROM versions WHERE name = ?1 AND version = ?2",
+            "SELECT digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest FROM versions WHERE name = ?1 AND version = ?2",
             params![name, version],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, f64>(5)?,
-                    r.get::<_, i64>(6)?,
+                    (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, f64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ),
+                    (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?),
                 ))
             },
         )
         .optional()?;
-    Ok(row.map(|(digest, abi_s, config_s, ws, cs, cms, created)| {
-        // A row that no longer parses is never served with defaults in
-        // place of what was stored: it is marked broken, and says why.
-        let mut problems = Vec::new();
-        let abi = Abi::parse(&abi_s).unwrap_or_else(|| {
-            problems.push(format!(
-                "stored ABI of {name} v{version} is unknown ({abi_s:?})"
-            ));
-            Abi::Command
-        });
-        let config = serde_json::from_str(&config_s).unwrap_or_else(|e| {
-            problems.push(format!(
-                "stored config of {name} v{version} does not parse: {e}"
-            ));
-            FunctionConfig::default()
-        });
-        let broken = (!problems.is_empty()).then(|| {
-            let msg = format!("{}; redeploy or roll back", problems.join("; "));
-            tracing::error!(function = name, version, "{msg}");
-            msg
-        });
-        FunctionVersion {
-            name: name.to_string(),
-            version,
-            digest,
-            abi,
-            config,
-            wasm_size: ws as u64,
-            compiled_size: cs as u64,
-            compile_ms: cms,
-            created_ms: created,
-            broken,
-        }
-    }))
+    Ok(
+        row.map(|((digest, abi_s, config_s, ws, cs, cms, created), oci)| {
+            // A row that no longer parses is never served with defaults in
+            // place of what was stored: it is marked broken, and says why.
+            let mut problems = Vec::new();
+            let abi = Abi::parse(&abi_s).unwrap_or_else(|| {
+                problems.push(format!(
+                    "stored ABI of {name} v{version} is unknown ({abi_s:?})"
+                ));
+                Abi::Command
+            });
+            let config = serde_json::from_str(&config_s).unwrap_or_else(|e| {
+                problems.push(format!(
+                    "stored config of {name} v{version} does not parse: {e}"
+                ));
+                FunctionConfig::default()
+            });
+            let broken = (!problems.is_empty()).then(|| {
+                let msg = format!("{}; redeploy or roll back", problems.join("; "));
+                tracing::error!(function = name, version, "{msg}");
+                msg
+            });
+            FunctionVersion {
+                name: name.to_string(),
+                version,
+                digest,
+                abi,
+                config,
+                wasm_size: ws as u64,
+                compiled_size: cs as u64,
+                compile_ms: cms,
+                created_ms: created,
+                broken,
+                oci: match oci {
+                    (Some(reference), Some(digest)) => Some(OciSource { reference, digest }),
+                    _ => None,
+                },
+            }
+        }),
+    )
 }
 
 /// Every transaction here writes, so it takes the write lock when it
@@ -1112,7 +1153,61 @@ mod tests {
             wasm_size: 10,
             compiled_size: 20,
             compile_ms: 1.5,
+            oci: None,
         }
+    }
+
+    #[test]
+    fn an_older_home_gains_the_oci_columns_and_records_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The versions table as it was before OCI deploys.
+            let db = Connection::open(dir.path().join("wisp.db")).unwrap();
+            db.execute_batch(
+                "CREATE TABLE versions (name TEXT NOT NULL, version INTEGER NOT NULL, digest TEXT NOT NULL,
+                 abi TEXT NOT NULL, config TEXT NOT NULL, wasm_size INTEGER NOT NULL, compiled_size INTEGER NOT NULL,
+                 compile_ms REAL NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (name, version));
+                 CREATE TABLE functions (name TEXT PRIMARY KEY, active_version INTEGER NOT NULL,
+                 created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+                 INSERT INTO versions VALUES ('old', 1, 'sha256:aa', 'command', '{}', 1, 2, 0.5, 0);
+                 INSERT INTO functions VALUES ('old', 1, 0, 0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let old = s.get_function("old").unwrap().unwrap();
+        assert_eq!(old.active.oci, None);
+        assert!(old.active.broken.is_none());
+        let c = FunctionConfig::default();
+        let src = OciSource {
+            reference: "127.0.0.1:5000/fns/f:v1".into(),
+            digest: "sha256:bb".into(),
+        };
+        let d1 = s.create_version(nv("f", "aa", &c)).unwrap();
+        let from_oci = NewVersion {
+            oci: Some(&src),
+            ..nv("f", "aa", &c)
+        };
+        let d2 = s.create_version(from_oci).unwrap();
+        assert!(
+            d2.created,
+            "same bytes from a registry is a new version: its source differs"
+        );
+        assert_eq!(d2.version.version, d1.version.version + 1);
+        assert_eq!(d2.version.oci.as_ref(), Some(&src));
+        let again = s
+            .create_version(NewVersion {
+                oci: Some(&src),
+                ..nv("f", "aa", &c)
+            })
+            .unwrap();
+        assert!(!again.created);
+        assert_eq!(s.get_function("f").unwrap().unwrap().active.oci, Some(src));
+        let j = serde_json::to_value(&d1.version).unwrap();
+        assert!(
+            j.get("oci").is_none(),
+            "uploaded versions show no oci field"
+        );
     }
 
     #[test]

@@ -96,8 +96,9 @@ impl CapabilityOpts {
 pub struct DeployCommand {
     /// Function name ([a-zA-Z0-9_-], up to 64 chars).
     name: String,
-    /// The .wasm file (a WASI command module).
-    file: PathBuf,
+    /// The .wasm file, or oci://REGISTRY/REPOSITORY[:TAG|@DIGEST] for the
+    /// server to pull (with its own credentials and `--insecure-registry` list).
+    module: String,
     #[command(flatten)]
     caps: CapabilityOpts,
     #[command(flatten)]
@@ -108,14 +109,20 @@ impl DeployCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
         wisp_core::validate_name(&self.name).map_err(anyhow::Error::msg)?;
-        let wasm = std::fs::read(&self.file)
-            .with_context(|| format!("reading {}", self.file.display()))?;
         let config = self.caps.config()?;
-        let cfg_json = serde_json::to_vec(&config)?;
-        let (ctype, body) = multipart(&[
-            ("module", "application/wasm", &wasm),
-            ("config", "application/json", &cfg_json),
-        ]);
+        let (ctype, body) = if self.module.starts_with("oci://") {
+            let body = serde_json::json!({ "oci": self.module, "config": config });
+            ("application/json".to_string(), serde_json::to_vec(&body)?)
+        } else {
+            let file = PathBuf::from(&self.module);
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let cfg_json = serde_json::to_vec(&config)?;
+            multipart(&[
+                ("module", "application/wasm", &wasm),
+                ("config", "application/json", &cfg_json),
+            ])
+        };
         let c = Client::new(&self.client.server, self.client.token.clone());
         let r = c
             .send(
@@ -144,6 +151,13 @@ impl DeployCommand {
                 format_size(v["compiled_size"].as_u64().unwrap_or(0)),
                 v["compile_ms"].as_f64().unwrap_or(0.0)
             );
+            if let Some(oci) = v.get("oci") {
+                println!(
+                    "from: {}@{}",
+                    oci["reference"].as_str().unwrap_or("?"),
+                    oci["digest"].as_str().unwrap_or("?")
+                );
+            }
             println!("invoke: {}/fn/{}", c.base(), self.name);
         }
         Ok(0)
@@ -273,13 +287,22 @@ impl LsCommand {
             return Ok(0);
         }
         println!(
-            "{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>9}  DIGEST",
-            "NAME", "VERSION", "ABI", "WASM", "COMPILED", "MEMORY", "TIMEOUT"
+            "{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>9}  {:<19}  SOURCE",
+            "NAME", "VERSION", "ABI", "WASM", "COMPILED", "MEMORY", "TIMEOUT", "DIGEST"
         );
         for f in fns {
             let l = &f["config"]["limits"];
+            // Where the module came from: upload, or REF@MANIFEST-DIGEST.
+            let source = match f.get("oci") {
+                Some(o) => format!(
+                    "oci://{}@{}",
+                    o["reference"].as_str().unwrap_or("?"),
+                    o["digest"].as_str().unwrap_or("?")
+                ),
+                None => "upload".to_string(),
+            };
             println!(
-                "{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>8}s  {}",
+                "{:<24} {:>7} {:<8} {:>10} {:>10} {:>8} {:>8}s  {:<19}  {source}",
                 f["name"].as_str().unwrap_or("?"),
                 f["version"].to_string(),
                 f["abi"].as_str().unwrap_or("?"),

@@ -3,6 +3,7 @@
 mod bench;
 mod client_cmds;
 mod local;
+mod oci;
 mod openwhisk;
 mod serve;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use client_cmds::{DeployCommand, InvokeCommand};
 pub use local::{CompileCommand, RunCommand};
+pub use oci::{ImageCommand, PullCommand, PushCommand, RegistryFlags};
 pub use serve::ServeCommand;
 
 /// Wisp: a WebAssembly serverless platform. Every request runs in a fresh,
@@ -66,6 +68,12 @@ enum Command {
     /// (/init, /run): the entry point of a Wisp OpenWhisk runtime image.
     #[command(name = "openwhisk-runtime")]
     OpenWhiskRuntime(openwhisk::OpenWhiskRuntimeCommand),
+    /// Push a module to an OCI registry (Wasm artifact format).
+    Push(PushCommand),
+    /// Pull a module from an OCI registry (Wasm artifact, older Wasm layer, or image).
+    Pull(PullCommand),
+    /// Build OCI image layout tarballs (`wisp image build`).
+    Image(ImageCommand),
 }
 
 impl Cli {
@@ -83,6 +91,9 @@ impl Cli {
             Command::Compile(c) => c.execute(),
             Command::Bench(c) => c.execute(),
             Command::OpenWhiskRuntime(c) => c.execute(),
+            Command::Push(c) => block_on(c.execute()),
+            Command::Pull(c) => block_on(c.execute()),
+            Command::Image(c) => c.execute(),
         }
     }
 }

@@ -113,6 +113,18 @@ pub struct ServeCommand {
     /// How many nice steps below the server the slow lane's threads run (1-19).
     #[arg(long, env = "WISP_SLOW_LANE_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=19))]
     slow_lane_nice: i32,
+    /// A registry `oci://` deploys may pull from over plain HTTP, HOST or
+    /// HOST:PORT (repeatable, or comma-separated in WISP_INSECURE_REGISTRY;
+    /// loopback registries always may; default: none).
+    #[arg(
+        long = "insecure-registry",
+        env = "WISP_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+    /// Longest an `oci://` deploy may spend pulling its module, e.g. 60s.
+    #[arg(long, env = "WISP_PULL_TIMEOUT", default_value = "60s", value_parser = wisp_core::units::parse_duration)]
+    pull_timeout: Duration,
     /// Log as JSON lines (filter with WISP_LOG, default `info`).
     #[arg(long, env = "WISP_LOG_JSON")]
     log_json: bool,
@@ -285,6 +297,13 @@ impl ServeCommand {
             },
             server_name: addr.ip().to_string(),
             server_port: addr.port(),
+            oci: wisp_server::OciPulls::new(wisp_oci::RegistryOptions {
+                credentials: None,
+                insecure: self.insecure_registries.clone(),
+                max_module_bytes: self.max_module,
+                timeout: self.pull_timeout,
+                progress: None,
+            }),
         });
         let limits = HttpLimits {
             max_connections: self.max_connections,
