@@ -9,7 +9,9 @@
 //! [`run`] ties them together into the scenarios of [`Scenario`].
 
 pub mod baseline;
+pub mod containerd;
 pub mod http;
+pub mod images;
 pub mod load;
 pub mod plot;
 pub mod progress;
@@ -47,11 +49,15 @@ pub enum Scenario {
     /// Reliability: kill -9 under load, soak, noisy neighbours. Not part
     /// of the default set (it kills servers and runs > 10 min in full).
     Chaos,
+    /// Wasm images through the Wisp shim against runc containers, both
+    /// under one private containerd. Not part of the default set (needs
+    /// root, containerd, runc and the shim binary).
+    Containerd,
 }
 
 impl Scenario {
     /// All, in report order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Serial,
         Scenario::Cold,
         Scenario::Concurrent,
@@ -60,12 +66,14 @@ impl Scenario {
         Scenario::Runtime,
         Scenario::Size,
         Scenario::Chaos,
+        Scenario::Containerd,
     ];
 
     /// Scenarios that run only when named: `chaos` kills servers, opens
-    /// thousands of sockets and takes minutes.
+    /// thousands of sockets and takes minutes; `containerd` needs root and
+    /// a containerd, and starts a private one.
     pub fn opt_in(self) -> bool {
-        matches!(self, Scenario::Chaos)
+        matches!(self, Scenario::Chaos | Scenario::Containerd)
     }
 
     /// What runs when no scenario is named: every scenario but the opt-in
@@ -85,6 +93,7 @@ impl Scenario {
             Scenario::Runtime => "runtime",
             Scenario::Size => "size",
             Scenario::Chaos => "chaos",
+            Scenario::Containerd => "containerd",
         }
     }
 }
@@ -129,6 +138,10 @@ pub struct Options {
     pub no_container: bool,
     /// Chaos: parts to run, of "kill", "soak", "noisy" (empty = all).
     pub chaos_parts: Vec<String>,
+    /// Containerd: the `containerd-shim-wisp-v1` binary to install.
+    pub shim_bin: Option<PathBuf>,
+    /// Containerd: repetitions per function and side.
+    pub containerd_runs: Option<usize>,
 }
 
 impl Options {
@@ -146,6 +159,8 @@ impl Options {
             concurrent_duration: None,
             no_container: false,
             chaos_parts: vec![],
+            shim_bin: None,
+            containerd_runs: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod chaos;
 mod cold;
 mod concurrent;
+mod containerd;
 mod memory;
 mod mixed;
 mod runtime;
@@ -29,6 +30,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Runtime => runtime::run(ctx).await,
         Scenario::Size => size::run(ctx).await,
         Scenario::Chaos => chaos::run(ctx).await,
+        Scenario::Containerd => containerd::run(ctx).await,
     }
 }
 

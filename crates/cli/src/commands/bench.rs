@@ -11,7 +11,8 @@ use wisp_bench::{Options, Scenario};
 #[derive(Args, Debug)]
 pub struct BenchCommand {
     /// Scenario to run (repeatable; default: serial, cold, concurrent, mixed, memory, runtime, size).
-    /// `chaos` (kill -9 under load, soak, noisy neighbours) runs only when named.
+    /// `chaos` (kill -9 under load, soak, noisy neighbours) and `containerd` (Wasm images through
+    /// the Wisp shim against runc containers; needs root and containerd) run only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).
@@ -48,6 +49,13 @@ pub struct BenchCommand {
     /// Chaos: the parts to run, comma-separated (default: kill,soak,noisy).
     #[arg(long, value_delimiter = ',', value_parser = ["kill", "soak", "noisy"])]
     chaos_parts: Vec<String>,
+    /// Containerd: the shim binary to install under a private containerd
+    /// (default: containerd-shim-wisp-v1 next to this wisp binary).
+    #[arg(long, env = "WISP_BENCH_SHIM")]
+    shim_bin: Option<PathBuf>,
+    /// Containerd: repetitions per function and side (default: 15; 2 with --quick).
+    #[arg(long)]
+    containerd_runs: Option<usize>,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -61,6 +69,12 @@ impl BenchCommand {
             Some(p) => p,
             None => std::env::current_exe().context("locating the wisp binary")?,
         };
+        let shim_bin = self.shim_bin.unwrap_or_else(|| {
+            wisp_bin
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("containerd-shim-wisp-v1")
+        });
         let mut o = Options::new(wisp_bin, self.out, self.manifest);
         o.quick = self.quick;
         o.scenarios = self.scenarios;
@@ -70,6 +84,8 @@ impl BenchCommand {
         o.concurrent_duration = self.concurrent_duration;
         o.no_container = self.no_container;
         o.chaos_parts = self.chaos_parts;
+        o.shim_bin = Some(shim_bin);
+        o.containerd_runs = self.containerd_runs;
         let w = wisp_bench::run(o)?;
         println!("report:  {}", w.markdown.display());
         println!("results: {}", w.json.display());

@@ -307,3 +307,128 @@ fn bench_quick_chaos_loses_nothing() {
         assert!(md.contains(h), "report.md lacks {h:?}:\n{md}");
     }
 }
+
+/// Whether the containerd scenario can run here (root, containerd, runc);
+/// if not, say why loudly, or fail under scripts/test (WISP_TEST_STRICT).
+fn containerd_can_run() -> bool {
+    let Some(why) = wisp_bench::containerd::unavailable() else {
+        return true;
+    };
+    if std::env::var_os("WISP_TEST_STRICT").is_some() {
+        panic!("the containerd bench can't run (WISP_TEST_STRICT is set): {why}");
+    }
+    eprintln!("\n!!!!!!!!\n!!!!!!!! SKIPPED: the containerd bench needs {why}\n!!!!!!!!\n");
+    false
+}
+
+/// The shim binary next to `wisp` (`cargo test --workspace` builds it,
+/// since wisp-shim has integration tests).
+fn shim_bin() -> std::path::PathBuf {
+    let p = std::path::Path::new(wisp_bin()).with_file_name("containerd-shim-wisp-v1");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with cargo build -p wisp-shim (cargo test --workspace does)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn bench_quick_containerd_runs_both_sides_alike() {
+    if !containerd_can_run() {
+        return;
+    }
+    let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let shim = shim_bin();
+    let (_, j, out) = quick_bench(&[
+        "--scenario",
+        "containerd",
+        "--shim-bin",
+        shim.to_str().unwrap(),
+    ]);
+    let c = &j["scenarios"]["containerd"];
+    assert_eq!(c["ok"], true, "containerd: {}", c["error"]);
+    assert!(
+        j["scenarios"].get("serial").is_none(),
+        "only containerd was asked for"
+    );
+    let d = &c["data"];
+    assert_eq!(d["available"], true, "{d}");
+    assert_eq!(d["runs_per_function"], 2);
+    let funcs = d["functions"].as_array().unwrap();
+    let names: Vec<&str> = funcs
+        .iter()
+        .map(|f| f["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "fibonacci", "checksum"]);
+    for f in funcs {
+        let name = &f["function"];
+        // Every run exited 0 and printed what the other side printed
+        // (`ctr run` now and then cuts an output short, on both sides: that
+        // is counted apart, as a strict prefix, and tolerated).
+        assert_eq!(f["failed"], 0, "{name}: {}", d["problems"]);
+        assert_eq!(f["mismatches"], 0, "{name}: {}", d["problems"]);
+        assert!(
+            f["truncated"].as_u64().unwrap() <= 1,
+            "{name}: {}",
+            d["problems"]
+        );
+        // 2 first runs + 2 repetitions × (cold + total) × 2 sides.
+        assert_eq!(f["runs"], 10, "{name}");
+        for (part, n) in [("first", 1), ("cold", 2), ("total", 2)] {
+            for side in ["wasm_ms", "runc_ms"] {
+                let v = f[part][side].as_array().unwrap();
+                assert_eq!(v.len(), n, "{name} {part} {side}");
+                for x in v {
+                    positive(x, "ctr run ms");
+                }
+            }
+            positive(&f[part]["ratio_of_medians"], "ratio");
+        }
+        assert!(f["stdout_bytes"]["real"].as_u64().unwrap() > 0, "{name}");
+        let s = &f["sizes"];
+        let module = positive(&s["module"], "module bytes");
+        let w = &s["wasm_image"];
+        assert!(positive(&w["layer"], "wasm layer") > module, "{s}");
+        assert!(positive(&w["content"], "wasm content") > positive(&w["layer"], "layer"));
+        let n = &s["native_image"];
+        assert!(positive(&n["content"], "native content") > positive(&n["layer"], "layer"));
+        positive(&w["ctr_image_ls_bytes"], "ctr image ls, wasm");
+        positive(&n["ctr_image_ls_bytes"], "ctr image ls, native");
+    }
+    // The functions did the work they were given, on both sides alike.
+    assert!(
+        funcs[1]["stdout_head"]["real"]
+            .as_str()
+            .unwrap()
+            .contains("75025"),
+        "fibonacci(25): {}",
+        funcs[1]["stdout_head"]
+    );
+    assert_ne!(
+        funcs[2]["stdout_head"]["cold"], funcs[2]["stdout_head"]["real"],
+        "checksum of an empty body and of 64 KiB answered alike: the body did not arrive"
+    );
+    // One artifact per module in the shim's cache: compiled once, then reused.
+    assert_eq!(d["shim_cache_artifacts"], 3, "{d}");
+    let targets = j["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert!(targets[0]["met"].is_boolean(), "{targets:?}");
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for h in [
+        "(`containerd`)",
+        "**Cold start**",
+        "**Total run time**",
+        "**Image sizes**",
+    ] {
+        assert!(md.contains(h), "report.md lacks {h:?}:\n{md}");
+    }
+    for p in [
+        "containerd_cold.svg",
+        "containerd_total.svg",
+        "containerd_cold_ecdf.svg",
+        "containerd_sizes.svg",
+    ] {
+        assert!(out.path().join(p).is_file(), "{p} not written");
+    }
+}
