@@ -21,12 +21,26 @@ pub const CACHE_DIR_ENV: &str = "WISP_SHIM_CACHE_DIR";
 /// Default cache directory.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wisp-shim/cache";
 
-/// The cache directory from the environment, or the default.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os(CACHE_DIR_ENV)
+/// The cache directory from the environment, or the default. A relative
+/// path is refused: containerd starts the shim in each container's bundle
+/// directory, so it would mean a new, empty cache for every container (and
+/// a compile on every start).
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
+    cache_dir_from(std::env::var_os(CACHE_DIR_ENV))
+}
+
+fn cache_dir_from(value: Option<std::ffi::OsString>) -> anyhow::Result<PathBuf> {
+    let dir = value
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR));
+    anyhow::ensure!(
+        dir.is_absolute(),
+        "{CACHE_DIR_ENV} must be an absolute path (the shim runs in each container's bundle \
+         directory), got {}",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 /// Whether a load came from the cache.
@@ -103,6 +117,20 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_dir_must_be_absolute() {
+        assert_eq!(cache_dir_from(None).unwrap(), Path::new(DEFAULT_CACHE_DIR));
+        assert_eq!(
+            cache_dir_from(Some("".into())).unwrap(),
+            Path::new(DEFAULT_CACHE_DIR)
+        );
+        assert_eq!(cache_dir_from(Some("/c".into())).unwrap(), Path::new("/c"));
+        let e = cache_dir_from(Some("rel/cache".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute") && e.contains("rel/cache"), "{e}");
+    }
 
     #[test]
     fn compiles_once_then_maps_and_survives_a_torn_artifact() {

@@ -310,7 +310,7 @@ impl TaskService {
         let rootfs = spec.rootfs.clone();
         let (loaded, module_name) = tokio::task::spawn_blocking(move || -> AnyResult<_> {
             let wasm = read_in_root(&rootfs, &module)?;
-            let (loaded, source) = cache::load(&runtime, &cache::cache_dir(), &wasm)
+            let (loaded, source) = cache::load(&runtime, &cache::cache_dir()?, &wasm)
                 .with_context(|| display_in_root(&rootfs, &module))?;
             log::info!(
                 "module {} loaded ({source:?})",
