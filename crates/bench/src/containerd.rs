@@ -1,4 +1,4 @@
-//! A private containerd for benchmarks (and, later, tests): its own config,
+//! A private containerd for benchmarks and the shim's tests: its own config,
 //! root, state and socket under one directory, the CRI plugin disabled, and
 //! the Wisp shim on its `PATH` as `containerd-shim-wisp-v1`, so
 //! `--runtime io.containerd.wisp.v1` finds it as on a node. Driven with
@@ -188,6 +188,12 @@ impl Containerd {
     pub fn image_sizes(&self) -> Result<Vec<(String, String, f64)>> {
         let out = self.ctr_ok(&["image", "ls"])?;
         Ok(out.lines().skip(1).filter_map(parse_image_line).collect())
+    }
+
+    /// containerd's log (the shims log into it too).
+    pub fn log(&self) -> String {
+        let b = std::fs::read(self.dir.join("containerd.log")).unwrap_or_default();
+        String::from_utf8_lossy(&b).into_owned()
     }
 
     /// The last 4 KiB of containerd's log.

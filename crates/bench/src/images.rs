@@ -14,9 +14,9 @@
 use crate::runc::ldd_libs;
 use anyhow::{Context, Result};
 use flate2::write::GzEncoder;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use wisp_oci::layout::LayerEntry;
 
 /// One image written to disk.
 #[derive(Clone, Debug)]
@@ -36,10 +36,6 @@ pub struct Image {
     pub content_bytes: u64,
 }
 
-fn sha(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
 fn gzip(b: &[u8]) -> Result<Vec<u8>> {
     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(b)?;
@@ -47,6 +43,7 @@ fn gzip(b: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The sum of the blob sizes in a layout tarball.
+#[cfg(test)]
 fn blob_bytes(tarball: &[u8]) -> Result<u64> {
     let mut total = 0;
     for e in tar::Archive::new(tarball).entries()? {
@@ -58,7 +55,15 @@ fn blob_bytes(tarball: &[u8]) -> Result<u64> {
     Ok(total)
 }
 
-/// The Wasm image of `wasm`, named `NAME[:TAG]`, written into `dir`.
+/// Write `tarball` as `<full name>.tar` into `dir`.
+fn write(full_name: &str, tarball: &[u8], dir: &Path) -> Result<PathBuf> {
+    let tar = dir.join(format!("{}.tar", full_name.replace(['/', ':'], "_")));
+    std::fs::write(&tar, tarball).with_context(|| format!("writing {}", tar.display()))?;
+    Ok(tar)
+}
+
+/// The Wasm image of `wasm`, named `NAME[:TAG]`, written into `dir`: the
+/// image `wisp image build` writes.
 pub fn wasm_image(name: &str, wasm: &[u8], dir: &Path) -> Result<Image> {
     let built = wisp_oci::layout::build_image(&wisp_oci::layout::ImageSpec {
         name: name.into(),
@@ -66,175 +71,70 @@ pub fn wasm_image(name: &str, wasm: &[u8], dir: &Path) -> Result<Image> {
         ..Default::default()
     })
     .with_context(|| format!("building the Wasm image {name}"))?;
-    // The layer: the one tar entry holding the module (uncompressed).
-    let layer_bytes = {
-        let mut n = None;
-        for e in tar::Archive::new(&built.tar[..]).entries()? {
-            let e = e?;
-            if e.path()?
-                .ends_with(built.layer_digest.trim_start_matches("sha256:"))
-            {
-                n = Some(e.header().size()?);
-            }
-        }
-        n.context("the layer is not in the image tarball")?
-    };
-    let layer = single_file_tar(built.entrypoint.trim_start_matches('/'), wasm, 0o755)?;
-    let tar = dir.join(format!("{}.tar", file_stem(&built.name)));
-    std::fs::write(&tar, &built.tar).with_context(|| format!("writing {}", tar.display()))?;
+    let layer = built.layer_tar.len() as u64;
     Ok(Image {
+        tar: write(&built.name, &built.tar, dir)?,
         name: built.name,
-        tar,
-        layer_bytes,
-        layer_tar_bytes: layer_bytes,
-        layer_gz_bytes: gzip(&layer)?.len() as u64,
-        content_bytes: blob_bytes(&built.tar)?,
+        layer_bytes: layer,
+        layer_tar_bytes: layer,
+        layer_gz_bytes: gzip(&built.layer_tar)?.len() as u64,
+        content_bytes: built.content_size,
     })
-}
-
-/// A deterministic tar of one file (what the Wasm layer holds), for sizes.
-fn single_file_tar(path: &str, data: &[u8], mode: u32) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    b.mode(tar::HeaderMode::Deterministic);
-    append(&mut b, path, data, mode)?;
-    Ok(b.into_inner()?)
-}
-
-fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h
-}
-
-fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) -> Result<()> {
-    let mut h = header(tar::EntryType::Regular, data.len() as u64, mode);
-    b.append_data(&mut h, path, data)
-        .with_context(|| format!("adding {path} to a tarball"))
-}
-
-fn dir_entry(b: &mut tar::Builder<Vec<u8>>, path: &str) -> Result<()> {
-    let mut h = header(tar::EntryType::Directory, 0, 0o755);
-    b.append_data(&mut h, path, std::io::empty())
-        .with_context(|| format!("adding {path} to a tarball"))
-}
-
-fn file_stem(full_name: &str) -> String {
-    full_name.replace(['/', ':'], "_")
 }
 
 /// The native image of `exe` (as `/<file name>`, with its libraries at the
 /// paths `ldd` names), named `NAME[:TAG]` (`docker.io/…` is added as
 /// `wisp image build` does), written into `dir`.
 pub fn native_image(name: &str, exe: &Path, dir: &Path) -> Result<Image> {
-    let (full, tag) = wisp_oci::layout::full_name(name)?;
     let bin_name = exe
         .file_name()
         .context("executable without a file name")?
         .to_string_lossy()
         .into_owned();
-    // path in image → bytes; directories made from the paths.
-    let mut files: std::collections::BTreeMap<String, (Vec<u8>, u32)> = Default::default();
-    files.insert(
+    let mut entries = vec![LayerEntry::File(
         bin_name.clone(),
-        (
-            std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
-            0o755,
-        ),
-    );
+        std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
+        0o755,
+    )];
+    let mut dirs: std::collections::BTreeSet<String> =
+        ["dev", "proc", "sys", "tmp"].map(String::from).into();
     for lib in ldd_libs(exe) {
         let real = std::fs::canonicalize(&lib)?;
         let bytes = std::fs::read(&real).with_context(|| format!("reading {}", real.display()))?;
-        let path = lib.to_string_lossy().trim_start_matches('/').to_string();
-        files.insert(path, (bytes, 0o755));
-    }
-    let mut dirs: std::collections::BTreeSet<String> =
-        ["dev", "proc", "sys", "tmp"].map(String::from).into();
-    for p in files.keys() {
-        let mut d = Path::new(p).parent();
-        while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
-            dirs.insert(x.to_string_lossy().into_owned());
+        let mut d = lib.parent();
+        while let Some(x) = d.filter(|x| x != &Path::new("/")) {
+            dirs.insert(x.to_string_lossy().trim_start_matches('/').to_string());
             d = x.parent();
         }
-    }
-    let mut b = tar::Builder::new(Vec::new());
-    b.mode(tar::HeaderMode::Deterministic);
-    for d in &dirs {
-        dir_entry(&mut b, &format!("{d}/"))?;
-    }
-    for (p, (bytes, mode)) in &files {
-        append(&mut b, p, bytes, *mode)?;
-    }
-    let layer_tar = b.into_inner()?;
-    let layer = gzip(&layer_tar)?;
-    let diff_id = sha(&layer_tar);
-    let layer_d = sha(&layer);
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Entrypoint": [format!("/{bin_name}")]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }))?;
-    let config_d = sha(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_d, "size": layer.len()}],
-    }))?;
-    let manifest_d = sha(&manifest);
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_d, "size": manifest.len(),
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {
-                wisp_oci::layout::CONTAINERD_IMAGE_NAME: full,
-                wisp_oci::layout::OCI_REF_NAME: tag,
-            },
-        }],
-    }))?;
-    let mut out = tar::Builder::new(Vec::new());
-    out.mode(tar::HeaderMode::Deterministic);
-    dir_entry(&mut out, "blobs/")?;
-    dir_entry(&mut out, "blobs/sha256/")?;
-    let mut blobs = vec![
-        (manifest_d, &manifest[..]),
-        (config_d, &config[..]),
-        (layer_d, &layer[..]),
-    ];
-    blobs.sort();
-    for (d, bytes) in blobs {
-        append(
-            &mut out,
-            &format!("blobs/sha256/{}", d.trim_start_matches("sha256:")),
+        entries.push(LayerEntry::File(
+            lib.to_string_lossy().into_owned(),
             bytes,
-            0o644,
-        )?;
+            0o755,
+        ));
     }
-    append(&mut out, "index.json", &index, 0o644)?;
-    append(
-        &mut out,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-        0o644,
-    )?;
-    let tarball = out.into_inner()?;
-    let tar = dir.join(format!("{}.tar", file_stem(&full)));
-    std::fs::write(&tar, &tarball).with_context(|| format!("writing {}", tar.display()))?;
+    entries.extend(dirs.into_iter().map(LayerEntry::Dir));
+    let mut config = serde_json::Map::new();
+    config.insert(
+        "Entrypoint".into(),
+        serde_json::json!([format!("/{bin_name}")]),
+    );
+    let layout = wisp_oci::layout::build_layout(&wisp_oci::layout::LayoutSpec {
+        name,
+        os: "linux",
+        architecture: "amd64",
+        entries,
+        gzip: true,
+        config,
+        annotations: Default::default(),
+    })
+    .with_context(|| format!("building the native image {name}"))?;
     Ok(Image {
-        name: full,
-        tar,
-        layer_bytes: layer.len() as u64,
-        layer_tar_bytes: layer_tar.len() as u64,
-        layer_gz_bytes: layer.len() as u64,
-        content_bytes: (manifest.len() + config.len() + layer.len()) as u64,
+        tar: write(&layout.name, &layout.tar, dir)?,
+        name: layout.name,
+        layer_bytes: layout.layer_size,
+        layer_tar_bytes: layout.layer_tar.len() as u64,
+        layer_gz_bytes: layout.layer_size,
+        content_bytes: layout.content_size,
     })
 }
 

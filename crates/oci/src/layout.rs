@@ -25,7 +25,8 @@
 //! JSON with sorted maps. The same inputs give the same bytes.
 
 use crate::format::{
-    self, OCI_CONFIG_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, OCI_TAR_LAYER,
+    self, OCI_CONFIG_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, OCI_TAR_GZIP_LAYER,
+    OCI_TAR_LAYER,
 };
 use crate::{Error, Result, sha256_digest};
 use oci_client::Reference;
@@ -71,6 +72,10 @@ pub struct BuiltImage {
     pub config_digest: String,
     /// `sha256:…` of the layer (also its diff id: it is not compressed).
     pub layer_digest: String,
+    /// The layer (a tar holding the module).
+    pub layer_tar: Vec<u8>,
+    /// Manifest + config + layer bytes: what a pull transfers.
+    pub content_size: u64,
     /// The path of the module inside the image, e.g. `/hello.wasm`.
     pub entrypoint: String,
     /// `wasip1` or `wasip2`.
@@ -93,7 +98,7 @@ pub fn full_name(name: &str) -> Result<(String, String)> {
 
 /// Build the tarball of `spec`. Pure CPU work on memory; no I/O.
 pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
-    let (name, tag) = full_name(&spec.name)?;
+    let (name, _) = full_name(&spec.name)?;
     let is_component = format::is_component(&spec.wasm)?;
     let os = if is_component { "wasip2" } else { "wasip1" };
     let file_name = match &spec.file_name {
@@ -115,14 +120,6 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
     }
     let entrypoint = format!("/{file_name}");
 
-    let mut layer = tar::Builder::new(Vec::new());
-    layer.mode(tar::HeaderMode::Deterministic);
-    append(&mut layer, &file_name, &spec.wasm, 0o755)?;
-    let layer = layer
-        .into_inner()
-        .map_err(crate::io("building the layer"))?;
-    let layer_digest = sha256_digest(&layer);
-
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     // containerd hands a shim the image config's Env, not the manifest's
     // annotations: an ABI annotation is repeated as WISP_ABI so that
@@ -140,11 +137,134 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
     if !spec.labels.is_empty() {
         run.insert("Labels".into(), json!(spec.labels));
     }
+    let built = build_layout(&LayoutSpec {
+        name: &spec.name,
+        os,
+        architecture: "wasm",
+        entries: vec![LayerEntry::File(file_name, spec.wasm.clone(), 0o755)],
+        gzip: false,
+        config: run,
+        annotations: spec.annotations.clone(),
+    })?;
+    Ok(BuiltImage {
+        tar: built.tar,
+        name: built.name,
+        tag: built.tag,
+        manifest_digest: built.manifest_digest,
+        config_digest: built.config_digest,
+        layer_digest: built.layer_digest,
+        layer_tar: built.layer_tar,
+        content_size: built.content_size,
+        entrypoint,
+        os: os.into(),
+    })
+}
+
+/// One entry of an image's layer; paths are inside the image, with or
+/// without the leading slash.
+#[derive(Debug, Clone)]
+pub enum LayerEntry {
+    /// A regular file: path, contents, mode.
+    File(String, Vec<u8>, u32),
+    /// A directory.
+    Dir(String),
+    /// A symbolic link: path, target.
+    Symlink(String, String),
+}
+
+impl LayerEntry {
+    fn path(&self) -> &str {
+        match self {
+            LayerEntry::File(p, ..) | LayerEntry::Dir(p) | LayerEntry::Symlink(p, _) => {
+                p.trim_start_matches('/')
+            }
+        }
+    }
+}
+
+/// A one-layer image of any platform: what [`build_image`] writes for a
+/// module, and what a benchmark or a test writes for a native rootfs.
+#[derive(Debug, Clone)]
+pub struct LayoutSpec<'a> {
+    /// `NAME[:TAG]` (see [`full_name`]).
+    pub name: &'a str,
+    /// The config's `os` (`wasip1`, `linux`, …).
+    pub os: &'a str,
+    /// The config's `architecture` (`wasm`, `amd64`, …).
+    pub architecture: &'a str,
+    /// The layer's entries, in any order (they are written sorted by path).
+    pub entries: Vec<LayerEntry>,
+    /// Store the layer gzipped (`…tar+gzip`) instead of as a plain tar.
+    pub gzip: bool,
+    /// The config's `config` object (`Entrypoint`, `Env`, `Labels`, …).
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A built layout tarball.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The tarball.
+    pub tar: Vec<u8>,
+    /// The full name, e.g. `docker.io/library/hello:latest`.
+    pub name: String,
+    /// The tag.
+    pub tag: String,
+    /// `sha256:…` of the manifest.
+    pub manifest_digest: String,
+    /// `sha256:…` of the config blob.
+    pub config_digest: String,
+    /// `sha256:…` of the layer blob.
+    pub layer_digest: String,
+    /// The layer uncompressed (a tar; its digest is the diff id).
+    pub layer_tar: Vec<u8>,
+    /// Size of the layer blob as stored (gzipped when asked).
+    pub layer_size: u64,
+    /// Manifest + config + layer bytes: what a pull transfers.
+    pub content_size: u64,
+}
+
+/// Build the layout tarball of a one-layer image. Pure CPU work on memory.
+pub fn build_layout(spec: &LayoutSpec<'_>) -> Result<Layout> {
+    let (name, tag) = full_name(spec.name)?;
+    let mut entries: Vec<&LayerEntry> = spec.entries.iter().collect();
+    entries.sort_by(|a, b| a.path().cmp(b.path()));
+    let mut layer = tar::Builder::new(Vec::new());
+    layer.mode(tar::HeaderMode::Deterministic);
+    for e in entries {
+        match e {
+            LayerEntry::File(_, data, mode) => append(&mut layer, e.path(), data, *mode)?,
+            LayerEntry::Dir(_) => dir(&mut layer, &format!("{}/", e.path().trim_end_matches('/')))?,
+            LayerEntry::Symlink(_, target) => {
+                let mut h = header(tar::EntryType::Symlink, 0, 0o777);
+                layer
+                    .append_link(&mut h, e.path(), target)
+                    .map_err(crate::io(format!("adding {} to a tarball", e.path())))?;
+            }
+        }
+    }
+    let layer_tar = layer
+        .into_inner()
+        .map_err(crate::io("building the layer"))?;
+    let diff_id = sha256_digest(&layer_tar);
+    let (blob, media_type) = if spec.gzip {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&layer_tar)
+            .and_then(|_| z.finish())
+            .map(|b| (b, OCI_TAR_GZIP_LAYER))
+            .map_err(crate::io("compressing the layer"))?
+    } else {
+        (layer_tar.clone(), OCI_TAR_LAYER)
+    };
+    let layer_digest = sha256_digest(&blob);
+
     let config = json!({
-        "architecture": "wasm",
-        "os": os,
-        "config": run,
-        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+        "architecture": spec.architecture,
+        "os": spec.os,
+        "config": spec.config,
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     });
     let config = serde_json::to_vec(&config).expect("JSON of strings serializes");
     let config_digest = sha256_digest(&config);
@@ -153,7 +273,7 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST_MEDIA_TYPE,
         "config": { "mediaType": OCI_CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config.len() },
-        "layers": [ { "mediaType": OCI_TAR_LAYER, "digest": layer_digest, "size": layer.len() } ],
+        "layers": [ { "mediaType": media_type, "digest": layer_digest, "size": blob.len() } ],
     });
     if !spec.annotations.is_empty() {
         manifest["annotations"] = json!(spec.annotations);
@@ -177,7 +297,7 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
     for (d, b) in [
         (&manifest_digest, &manifest[..]),
         (&config_digest, &config[..]),
-        (&layer_digest, &layer[..]),
+        (&layer_digest, &blob[..]),
     ] {
         blobs.insert(format!("blobs/sha256/{}", hex_of(d)), b);
     }
@@ -198,15 +318,16 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
     let tar = out
         .into_inner()
         .map_err(crate::io("building the image tarball"))?;
-    Ok(BuiltImage {
+    Ok(Layout {
         tar,
         name,
         tag,
         manifest_digest,
         config_digest,
         layer_digest,
-        entrypoint,
-        os: os.into(),
+        layer_size: blob.len() as u64,
+        content_size: (manifest.len() + config.len() + blob.len()) as u64,
+        layer_tar,
     })
 }
 
@@ -319,6 +440,74 @@ pub fn read_image(tarball: &[u8], max: u64) -> Result<(Vec<u8>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_native_layout_has_sorted_entries_links_and_a_gzipped_layer() {
+        let built = build_layout(&LayoutSpec {
+            name: "wisp.test/x:1",
+            os: "linux",
+            architecture: "amd64",
+            entries: vec![
+                LayerEntry::File("/lib/x/libc.so".into(), b"elf".to_vec(), 0o755),
+                LayerEntry::Symlink("bin/sh".into(), "/lib/x/libc.so".into()),
+                LayerEntry::Dir("lib/x".into()),
+                LayerEntry::Dir("lib".into()),
+                LayerEntry::Dir("bin".into()),
+            ],
+            gzip: true,
+            config: Default::default(),
+            annotations: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(
+            (built.name.as_str(), built.tag.as_str()),
+            ("wisp.test/x:1", "1")
+        );
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&read_blob(&built.tar, &built.layer_digest)[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, built.layer_tar);
+        let listed: Vec<(String, tar::EntryType)> = tar::Archive::new(&built.layer_tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("bin/".into(), tar::EntryType::Directory),
+                ("bin/sh".into(), tar::EntryType::Symlink),
+                ("lib/".into(), tar::EntryType::Directory),
+                ("lib/x/".into(), tar::EntryType::Directory),
+                ("lib/x/libc.so".into(), tar::EntryType::Regular),
+            ]
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&read_blob(&built.tar, &built.manifest_digest)).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], OCI_TAR_GZIP_LAYER);
+        assert_eq!(manifest["layers"][0]["size"], built.layer_size);
+    }
+
+    fn read_blob(tarball: &[u8], digest: &str) -> Vec<u8> {
+        let want = format!("blobs/sha256/{}", hex_of(digest));
+        for e in tar::Archive::new(tarball).entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_string_lossy() == want {
+                let mut b = Vec::new();
+                e.read_to_end(&mut b).unwrap();
+                return b;
+            }
+        }
+        panic!("no blob {digest}");
+    }
 
     fn spec() -> ImageSpec {
         ImageSpec {

@@ -6,14 +6,12 @@
 //! `ctr`. Needs root and containerd (`scripts/test` installs it); without
 //! them every test says so loudly and passes.
 
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const NS: &str = "wisp-test";
 const RUNTIME: &str = "io.containerd.wisp.v1";
 
 fn repo_root() -> PathBuf {
@@ -61,37 +59,23 @@ fn guest(name: &str) -> PathBuf {
 
 /// Whether these tests can run here; if not, say why, loudly.
 fn can_run() -> bool {
-    let why = if unsafe { libc::geteuid() } != 0 {
-        Some("not running as root")
-    } else if Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        Some("containerd is not installed (apt-get install containerd)")
-    } else {
-        None
+    let Some(why) = wisp_bench::containerd::unavailable() else {
+        return true;
     };
-    if let Some(why) = why {
-        // scripts/test (CI) installs containerd and runs as root: there a
-        // skip would hide a broken setup, so it fails instead.
-        if std::env::var_os("WISP_TEST_STRICT").is_some() {
-            panic!("containerd shim tests can't run (WISP_TEST_STRICT is set): {why}");
-        }
-        eprintln!(
-            "\n!!!!!!!!\n!!!!!!!! SKIPPED: containerd shim tests need root and containerd: {why}\n!!!!!!!!\n"
-        );
-        return false;
+    // scripts/test (CI) installs containerd and runs as root: there a skip
+    // would hide a broken setup, so it fails instead.
+    if std::env::var_os("WISP_TEST_STRICT").is_some() {
+        panic!("containerd shim tests can't run (WISP_TEST_STRICT is set): {why}");
     }
-    true
+    eprintln!(
+        "\n!!!!!!!!\n!!!!!!!! SKIPPED: containerd shim tests need root and containerd: {why}\n!!!!!!!!\n"
+    );
+    false
 }
 
-/// A private containerd, killed (and its state removed) on drop.
-struct Containerd {
-    child: Child,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
+/// A private containerd (the benchmark's, `wisp_bench::containerd`) with
+/// the shim under test on its PATH; stopped, cleaned up and removed on drop.
+struct Containerd(wisp_bench::containerd::Containerd);
 
 impl Containerd {
     fn start() -> Containerd {
@@ -103,92 +87,34 @@ impl Containerd {
         let dir = tempfile::Builder::new()
             .prefix("wisp-ctd")
             .tempdir_in("/tmp")
-            .unwrap();
-        let root = dir.path();
-        let sock = root.join("c.sock");
-        let base = Command::new("containerd")
-            .args(["config", "default"])
-            .output()
-            .expect("containerd config default");
-        let mut config = String::new();
-        for line in String::from_utf8_lossy(&base.stdout).lines() {
-            let t = line.trim_start();
-            let indent = &line[..line.len() - t.len()];
-            let l = if t.starts_with("root = ") && indent.is_empty() {
-                format!("root = {:?}", root.join("root"))
-            } else if t.starts_with("state = ") && indent.is_empty() {
-                format!("state = {:?}", root.join("state"))
-            } else if t.starts_with("disabled_plugins = ") {
-                r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#.to_string()
-            } else {
-                line.to_string()
-            };
-            config.push_str(&l);
-            config.push('\n');
-        }
-        // The [grpc] address (the only `address = ` right under [grpc]).
-        config = config.replacen(
-            "[grpc]\n  address = \"/run/containerd/containerd.sock\"",
-            &format!("[grpc]\n  address = {:?}", sock),
-            1,
-        );
-        assert!(
-            config.contains(sock.to_str().unwrap()),
-            "grpc address not set:\n{config}"
-        );
-        let cfg = root.join("config.toml");
-        std::fs::write(&cfg, &config).unwrap();
-
-        // The shim under its runtime name on containerd's PATH, as on a node.
-        let bin = root.join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        std::os::unix::fs::symlink(
-            env!("CARGO_BIN_EXE_containerd-shim-wisp-v1"),
-            bin.join("containerd-shim-wisp-v1"),
+            .unwrap()
+            .keep();
+        let mut env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        env.push((
+            "WISP_SHIM_CACHE_DIR",
+            dir.join("cache").display().to_string(),
+        ));
+        let shim = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wisp-v1"));
+        Containerd(
+            wisp_bench::containerd::Containerd::start(&dir, shim, &env)
+                .unwrap_or_else(|e| panic!("starting containerd: {e:#}")),
         )
-        .unwrap();
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = std::fs::File::create(root.join("containerd.log")).unwrap();
-        let mut cmd = Command::new("containerd");
-        cmd.arg("--config")
-            .arg(&cfg)
-            .env("PATH", path)
-            .env("WISP_SHIM_CACHE_DIR", root.join("cache"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("starting containerd");
-        let c = Containerd { child, dir, sock };
-        let t0 = Instant::now();
-        while c.ctr(&["version"]).status.code() != Some(0) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "containerd did not start:\n{}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        c
+    }
+
+    fn dir(&self) -> &Path {
+        self.0.dir()
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+        self.0.log()
     }
 
     fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("-a").arg(&self.sock).args(["-n", NS]).args(args);
-        c
+        self.0.ctr_cmd(args)
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_cmd(args).stdin(Stdio::null()).output().unwrap()
+        self.0.ctr(args).unwrap()
     }
 
     /// `ctr run --rm --runtime io.containerd.wisp.v1 [opts] IMAGE ID [args]`.
@@ -215,9 +141,10 @@ impl Containerd {
         entry: &str,
     ) -> String {
         let image = format!("wisp.test/{name}:latest");
-        let tar = build_image(self.dir.path(), &image, files, links, entry);
-        let o = self.ctr(&["image", "import", "--all-platforms", tar.to_str().unwrap()]);
-        assert!(o.status.success(), "import: {}", text(&o.stderr));
+        let tar = build_image(self.dir(), &image, files, links, entry);
+        self.0
+            .import(&tar)
+            .unwrap_or_else(|e| panic!("import: {e:#}"));
         image
     }
 
@@ -237,7 +164,7 @@ impl Containerd {
             let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
             let ours: Vec<&str> = mounts
                 .lines()
-                .filter(|l| l.contains(self.dir.path().to_str().unwrap()))
+                .filter(|l| l.contains(self.dir().to_str().unwrap()))
                 .collect();
             if tasks.trim().is_empty() && containers.trim().is_empty() && ours.is_empty() {
                 return;
@@ -271,43 +198,13 @@ impl Containerd {
     }
 }
 
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        // Containers a failed test left: kill and remove them, then stop
-        // containerd (which leaves no shim behind once tasks are gone).
-        for id in self.tasks().lines() {
-            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["task", "delete", "-f", id]);
-        }
-        for id in self.containers().lines() {
-            let _ = self.ctr(&["container", "rm", id]);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let root = self.dir.path().to_str().unwrap().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
-    }
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn sha(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-/// An OCI image layout tarball with one tar layer holding `files`, config
-/// `os: wasip1, architecture: wasm` (the shape `wisp image build` writes).
+/// An OCI image layout tarball with one tar layer holding `files` and
+/// `links`, config `os: wasip1, architecture: wasm`: the shape `wisp image
+/// build` writes, built by the same code.
 fn build_image(
     work: &Path,
     name: &str,
@@ -315,80 +212,44 @@ fn build_image(
     links: &[(&str, &Path)],
     entry: &str,
 ) -> PathBuf {
-    let tag = name.replace(['/', ':'], "_");
-    let dir = work.join(format!("img-{tag}"));
-    let layer_dir = dir.join("layer");
-    let layout = dir.join("layout");
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&layer_dir).unwrap();
-    std::fs::create_dir_all(&blobs).unwrap();
-    for (path, bytes) in files {
-        let p = layer_dir.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
+    use wisp_oci::layout::LayerEntry;
+    let mut dirs = std::collections::BTreeSet::new();
+    let paths = files
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(links.iter().map(|(p, _)| *p));
+    for p in paths {
+        let mut d = Path::new(p.trim_start_matches('/')).parent();
+        while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
+            dirs.insert(x.to_string_lossy().into_owned());
+            d = x.parent();
+        }
     }
-    for (path, target) in links {
-        std::os::unix::fs::symlink(target, layer_dir.join(path.trim_start_matches('/'))).unwrap();
-    }
-    let layer_tar = dir.join("layer.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&layer_dir)
-        .args(["--owner=0", "--group=0", "-cf"])
-        .arg(&layer_tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let layer = std::fs::read(&layer_tar).unwrap();
-    let put = |b: &[u8]| -> String {
-        let d = sha(b);
-        std::fs::write(blobs.join(&d), b).unwrap();
-        d
-    };
-    let layer_d = put(&layer);
-    let config = serde_json::json!({
-        "architecture": "wasm", "os": "wasip1",
-        "config": {"Entrypoint": [entry]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_d}")]}
+    let mut entries: Vec<LayerEntry> = dirs.into_iter().map(LayerEntry::Dir).collect();
+    entries.extend(
+        files
+            .iter()
+            .map(|(p, b)| LayerEntry::File(p.to_string(), b.to_vec(), 0o644)),
+    );
+    entries.extend(
+        links
+            .iter()
+            .map(|(p, t)| LayerEntry::Symlink(p.to_string(), t.display().to_string())),
+    );
+    let mut config = serde_json::Map::new();
+    config.insert("Entrypoint".into(), serde_json::json!([entry]));
+    let built = wisp_oci::layout::build_layout(&wisp_oci::layout::LayoutSpec {
+        name,
+        os: "wasip1",
+        architecture: "wasm",
+        entries,
+        gzip: false,
+        config,
+        annotations: Default::default(),
     })
-    .to_string();
-    let config_d = put(config.as_bytes());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": format!("sha256:{config_d}"), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": format!("sha256:{layer_d}"), "size": layer.len()}]
-    })
-    .to_string();
-    let manifest_d = put(manifest.as_bytes());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "digest": format!("sha256:{manifest_d}"), "size": manifest.len(),
-                       "platform": {"os": "wasip1", "architecture": "wasm"},
-                       "annotations": {"io.containerd.image.name": name,
-                                       "org.opencontainers.image.ref.name": "latest"}}]
-    });
-    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
     .unwrap();
-    let out = dir.join("image.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&out)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let out = work.join(format!("img-{}.tar", name.replace(['/', ':'], "_")));
+    std::fs::write(&out, built.tar).unwrap();
     out
 }
 
