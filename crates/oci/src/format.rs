@@ -487,21 +487,11 @@ mod tests {
     }
 
     fn tar_of(entries: &[(&str, &[u8])], gzip: bool) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, path, *data).unwrap();
-        }
-        let raw = b.into_inner().unwrap();
-        if !gzip {
-            return raw;
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &raw).unwrap();
-        gz.finish().unwrap()
+        let entries: Vec<crate::layout::LayerEntry> = entries
+            .iter()
+            .map(|(p, d)| crate::layout::LayerEntry::File(p.to_string(), d.to_vec(), 0o644))
+            .collect();
+        crate::layout::build_layer(&entries, gzip).unwrap().blob
     }
 
     #[test]

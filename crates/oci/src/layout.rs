@@ -225,14 +225,25 @@ pub struct Layout {
     pub content_size: u64,
 }
 
-/// Build the layout tarball of a one-layer image. Pure CPU work on memory.
-pub fn build_layout(spec: &LayoutSpec<'_>) -> Result<Layout> {
-    let (name, tag) = full_name(spec.name)?;
-    let mut entries: Vec<&LayerEntry> = spec.entries.iter().collect();
-    entries.sort_by(|a, b| a.path().cmp(b.path()));
+/// One layer: the tar, and the blob as stored (the tar itself, or gzipped).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The uncompressed tar (its digest is the layer's diff id).
+    pub tar: Vec<u8>,
+    /// The blob as stored in an image.
+    pub blob: Vec<u8>,
+    /// The blob's media type.
+    pub media_type: &'static str,
+}
+
+/// Build a deterministic layer of `entries` (written sorted by path, owner
+/// root, mtime 0), gzipped when asked.
+pub fn build_layer(entries: &[LayerEntry], gzip: bool) -> Result<Layer> {
+    let mut sorted: Vec<&LayerEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path().cmp(b.path()));
     let mut layer = tar::Builder::new(Vec::new());
     layer.mode(tar::HeaderMode::Deterministic);
-    for e in entries {
+    for e in sorted {
         match e {
             LayerEntry::File(_, data, mode) => append(&mut layer, e.path(), data, *mode)?,
             LayerEntry::Dir(_) => dir(&mut layer, &format!("{}/", e.path().trim_end_matches('/')))?,
@@ -244,20 +255,38 @@ pub fn build_layout(spec: &LayoutSpec<'_>) -> Result<Layout> {
             }
         }
     }
-    let layer_tar = layer
+    let tar = layer
         .into_inner()
         .map_err(crate::io("building the layer"))?;
+    if !gzip {
+        return Ok(Layer {
+            blob: tar.clone(),
+            tar,
+            media_type: OCI_TAR_LAYER,
+        });
+    }
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let blob = z
+        .write_all(&tar)
+        .and_then(|_| z.finish())
+        .map_err(crate::io("compressing the layer"))?;
+    Ok(Layer {
+        tar,
+        blob,
+        media_type: OCI_TAR_GZIP_LAYER,
+    })
+}
+
+/// Build the layout tarball of a one-layer image. Pure CPU work on memory.
+pub fn build_layout(spec: &LayoutSpec<'_>) -> Result<Layout> {
+    let (name, tag) = full_name(spec.name)?;
+    let Layer {
+        tar: layer_tar,
+        blob,
+        media_type,
+    } = build_layer(&spec.entries, spec.gzip)?;
     let diff_id = sha256_digest(&layer_tar);
-    let (blob, media_type) = if spec.gzip {
-        use std::io::Write;
-        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&layer_tar)
-            .and_then(|_| z.finish())
-            .map(|b| (b, OCI_TAR_GZIP_LAYER))
-            .map_err(crate::io("compressing the layer"))?
-    } else {
-        (layer_tar.clone(), OCI_TAR_LAYER)
-    };
     let layer_digest = sha256_digest(&blob);
 
     let config = json!({

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use wisp_oci::layout::LayerEntry;
 
 /// A `docker-registry` child process, killed on drop.
 pub struct Registry {
@@ -316,21 +317,11 @@ async fn push_raw(
 }
 
 fn tar_layer(files: &[(&str, &[u8])], gzip: bool) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o755);
-        h.set_cksum();
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    let raw = b.into_inner().unwrap();
-    if !gzip {
-        return raw;
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&raw).unwrap();
-    gz.finish().unwrap()
+    let entries: Vec<LayerEntry> = files
+        .iter()
+        .map(|(p, d)| LayerEntry::File(p.to_string(), d.to_vec(), 0o755))
+        .collect();
+    wisp_oci::layout::build_layer(&entries, gzip).unwrap().blob
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
