@@ -221,7 +221,7 @@ impl Executor {
                         .await
                 });
                 // If the client goes away, stop the guest too.
-                let _abort = AbortOnDrop(task.abort_handle());
+                let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
                 task.await.unwrap_or_else(|e| {
                     Err(RunError::Internal(format!(
                         "guest task ended abnormally: {e}"
@@ -445,11 +445,4 @@ fn header_map(lines: Vec<(String, String)>) -> http::HeaderMap {
         }
     }
     hs
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -30,7 +30,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wisp_core::Limits;
@@ -74,14 +74,11 @@ struct Action {
     env: Vec<(String, String)>,
 }
 
-const UNINIT: u8 = 0;
-const INITIALIZING: u8 = 1;
-const READY: u8 = 2;
-
 struct Proxy {
     runtime: Arc<Runtime>,
     opts: ProxyOptions,
-    state: AtomicU8,
+    /// An `/init` has begun and not failed: another one is refused.
+    claimed: AtomicBool,
     action: OnceLock<Action>,
     logs: LogWriter,
 }
@@ -99,7 +96,7 @@ pub fn router_with_logs(runtime: Arc<Runtime>, opts: ProxyOptions, logs: LogWrit
     let proxy = Arc::new(Proxy {
         runtime,
         opts,
-        state: AtomicU8::new(UNINIT),
+        claimed: AtomicBool::new(false),
         action: OnceLock::new(),
         logs,
     });
@@ -139,10 +136,7 @@ struct InitValue {
 }
 
 async fn init(State(p): State<Arc<Proxy>>, body: axum::body::Bytes) -> Response {
-    if p.state
-        .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    if p.claimed.swap(true, Ordering::AcqRel) {
         return error(
             StatusCode::FORBIDDEN,
             "Cannot initialize the action more than once.",
@@ -152,13 +146,12 @@ async fn init(State(p): State<Arc<Proxy>>, body: axum::body::Bytes) -> Response 
         Ok(action) => {
             tracing::info!(action = %action.name, "action initialized");
             let _ = p.action.set(action);
-            p.state.store(READY, Ordering::Release);
             (StatusCode::OK, axum::Json(json!({ "ok": true }))).into_response()
         }
         Err(msg) => {
             // A failed init may be retried (OpenWhisk destroys the
             // container instead, which is also fine).
-            p.state.store(UNINIT, Ordering::Release);
+            p.claimed.store(false, Ordering::Release);
             tracing::warn!(error = %msg, "action initialization failed");
             error(StatusCode::BAD_GATEWAY, msg)
         }
@@ -238,11 +231,7 @@ async fn prepare(p: &Proxy, body: &[u8]) -> Result<Action, String> {
 }
 
 async fn run(State(p): State<Arc<Proxy>>, body: axum::body::Bytes) -> Response {
-    let Some(action) = p
-        .action
-        .get()
-        .filter(|_| p.state.load(Ordering::Acquire) == READY)
-    else {
+    let Some(action) = p.action.get() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no action defined yet: POST /init first",

@@ -94,9 +94,10 @@ where
     }
 }
 
-/// If the fast-lane task is aborted (the client went away), the guest it
-/// handed to the slow lane goes too.
-struct AbortOnDrop(AbortHandle);
+/// Aborts a task when dropped: a guest's task goes when whoever waits for
+/// it goes (the client's request, or the fast-lane task that handed the
+/// guest to the slow lane).
+pub struct AbortOnDrop(pub AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
