@@ -38,7 +38,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use wisp_core::{Activation, FunctionInfo};
+use wisp_core::{Activation, FunctionInfo, FunctionVersion};
 use wisp_runtime::Runtime;
 use wisp_store::Store;
 
@@ -171,6 +171,21 @@ impl Executor {
         let store = self.store.clone();
         let n = name.to_string();
         tokio::task::spawn_blocking(move || store.get_function(&n))
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)
+    }
+
+    /// A stored version (the active one if `version` is `None`) and its
+    /// module bytes, checked against the version's digest.
+    pub async fn module(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<(FunctionVersion, Vec<u8>)>, Error> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || store.module(&n, version))
             .await
             .map_err(join_err)?
             .map_err(store_err)

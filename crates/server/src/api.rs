@@ -207,6 +207,53 @@ pub(crate) async fn delete_function(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct ModuleQuery {
+    version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/functions/{name}/module", tag = "functions", security(("token" = [])),
+    params(("name" = String, Path, example = "hello", description = "Function name"),
+           ("version" = Option<u32>, Query, minimum = 1, maximum = 4294967295u64, description = "Which version's module (default: the active one)")),
+    responses((status = 200, description = "The module or component exactly as deployed (checked against its digest). \
+                `ETag` is the digest, `X-Wisp-Version` the version, `X-Wisp-Abi` its ABI.",
+               content_type = "application/wasm", body = Vec<u8>),
+              (status = 400, response = crate::openapi::BadRequest),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
+pub(crate) async fn get_module(
+    State(st): S,
+    Path(name): Path<String>,
+    Query(q): Query<ModuleQuery>,
+) -> Result<Response, ApiError> {
+    let Some((v, wasm)) = st.exec.module(&name, q.version).await? else {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            match q.version {
+                Some(n) => format!("function {name:?} has no version {n}"),
+                None => format!("function {name:?} not found"),
+            },
+        ));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/wasm".to_string()),
+            (header::ETAG, format!("\"{}\"", v.digest)),
+            (
+                header::HeaderName::from_static("x-wisp-version"),
+                v.version.to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-wisp-abi"),
+                v.abi.as_str().to_string(),
+            ),
+        ],
+        wasm,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
 pub(crate) struct RollbackQuery {
     version: Option<u32>,
 }

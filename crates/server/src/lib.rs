@@ -91,6 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(api::get_function)
                 .delete(api::delete_function),
         )
+        .route("/functions/{name}/module", get(api::get_module))
         .route("/functions/{name}/rollback", post(api::rollback))
         .route("/activations", get(api::list_activations))
         .route("/activations/{id}", get(api::get_activation))

@@ -145,6 +145,7 @@ impl Modify for BearerToken {
         crate::api::deploy,
         crate::api::get_function,
         crate::api::delete_function,
+        crate::api::get_module,
         crate::api::rollback,
         crate::api::list_activations,
         crate::api::get_activation,

@@ -437,6 +437,33 @@ impl Store {
         function_info(&db, name)
     }
 
+    /// A stored version (the active one when `version` is `None`) with its
+    /// module's bytes, read from the blob store and checked against the
+    /// version's digest. `None` if the function or version doesn't exist.
+    pub fn module(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<(FunctionVersion, Vec<u8>)>> {
+        let v = {
+            let db = self.db.lock().unwrap();
+            match version {
+                Some(n) => get_version(&db, name, n)?,
+                None => active_version(&db, name)?,
+            }
+        };
+        let Some(v) = v else { return Ok(None) };
+        let hex = v.digest.strip_prefix("sha256:").unwrap_or(&v.digest);
+        let bytes = self.read_blob(hex)?;
+        if sha256_hex(&bytes) != hex {
+            return Err(Error::Corrupt(format!(
+                "the stored module of {name:?} version {} does not match its digest {}",
+                v.version, v.digest
+            )));
+        }
+        Ok(Some((v, bytes)))
+    }
+
     /// All functions, by name.
     pub fn list_functions(&self) -> Result<Vec<FunctionInfo>> {
         let db = self.db.lock().unwrap();

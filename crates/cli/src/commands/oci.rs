@@ -2,14 +2,15 @@
 //! `push` and `pull` (a registry). The work is `wisp-oci`'s; this file
 //! parses flags, finds credentials and shows progress.
 
-use super::parse_kv;
+use super::{ClientOpts, parse_kv};
+use crate::client::Client;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wisp_core::units::{format_size, parse_duration, parse_size};
@@ -183,12 +184,13 @@ fn progress_bar() -> Option<wisp_oci::registry::Progress> {
     }))
 }
 
-/// `wisp push FILE REF`.
+/// `wisp push FILE|NAME[@VERSION] REF`.
 #[derive(Args, Debug)]
 pub struct PushCommand {
-    /// The .wasm file to push. (Pushing a deployed function by name needs a
-    /// management API route for its module, which the server doesn't have yet.)
-    file: PathBuf,
+    /// What to push: a .wasm file, or (when no such file exists) the name of
+    /// a function deployed on the server (`--server`), optionally
+    /// `NAME@VERSION` (default: its active version).
+    source: String,
     /// Where to: REGISTRY/REPOSITORY[:TAG] (tag default `latest`; `oci://` prefix optional).
     reference: String,
     /// Manifest annotation KEY=VALUE (repeatable).
@@ -196,24 +198,29 @@ pub struct PushCommand {
     annotations: Vec<(String, String)>,
     #[command(flatten)]
     registry: RegistryFlags,
-    /// Print machine-readable JSON.
-    #[arg(long, env = "WISP_JSON")]
-    json: bool,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+/// A module to push and the annotations that describe where it came from.
+struct Source {
+    wasm: Vec<u8>,
+    annotations: BTreeMap<String, String>,
+    what: String,
 }
 
 impl PushCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
-        let wasm = tokio::fs::read(&self.file)
-            .await
-            .with_context(|| format!("reading {}", self.file.display()))?;
+        let src = self.source().await?;
         let mut opts = blocking_options(&self.registry).await?;
         opts.progress = progress_bar();
-        let annotations: BTreeMap<String, String> = self.annotations.into_iter().collect();
+        let mut annotations = src.annotations;
+        annotations.extend(self.annotations);
         let p = RegistryClient::new(opts)
-            .push(&self.reference, Bytes::from(wasm), annotations)
+            .push(&self.reference, Bytes::from(src.wasm), annotations)
             .await?;
-        if self.json {
+        if self.client.json {
             println!(
                 "{}",
                 serde_json::json!({"reference": p.reference, "digest": p.digest,
@@ -221,13 +228,86 @@ impl PushCommand {
             );
         } else {
             println!(
-                "pushed {} ({}): {}",
+                "pushed {} as {} ({}): {}",
+                src.what,
                 p.reference,
                 format_size(p.size),
                 p.digest
             );
         }
         Ok(0)
+    }
+
+    /// The file if it exists; otherwise the deployed function of that name.
+    async fn source(&self) -> Result<Source> {
+        let path = Path::new(&self.source);
+        if tokio::fs::try_exists(path).await.unwrap_or(false) {
+            let wasm = tokio::fs::read(path)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            return Ok(Source {
+                wasm,
+                annotations: BTreeMap::new(),
+                what: path.display().to_string(),
+            });
+        }
+        let (name, version) = match self.source.split_once('@') {
+            Some((n, v)) => (
+                n,
+                Some(v.parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!("{:?}: the version after @ must be a number", self.source)
+                })?),
+            ),
+            None => (self.source.as_str(), None),
+        };
+        if wisp_core::validate_name(name).is_err() {
+            bail!(
+                "{}: no such file (and {name:?} is not a function name)",
+                self.source
+            );
+        }
+        let c = Client::new(&self.client.server, self.client.token.clone());
+        let mut route = format!("/v1/functions/{name}/module");
+        if let Some(v) = version {
+            route.push_str(&format!("?version={v}"));
+        }
+        let reply = c.get(&route).await.with_context(|| {
+            format!(
+                "{}: no such file; fetching the deployed function {name:?}",
+                self.source
+            )
+        })?;
+        let reply = reply.ok().with_context(|| {
+            format!(
+                "{}: no such file, and the server has no such function",
+                self.source
+            )
+        })?;
+        let digest = reply
+            .header("etag")
+            .map(|e| e.trim_matches('"').to_string())
+            .context("the server sent the module without its digest (ETag)")?;
+        let wasm = reply.body.to_vec();
+        let got = format!("sha256:{}", wisp_store::sha256_hex(&wasm));
+        if got != digest {
+            bail!("the module of {name:?} arrived as {got}, not {digest} as the server says");
+        }
+        let version = reply.header("x-wisp-version").unwrap_or("?").to_string();
+        Ok(Source {
+            wasm,
+            // Every deployed function answers HTTP (a CGI command module or
+            // a wasi:http component): the shim serves it that way too.
+            annotations: BTreeMap::from([
+                (
+                    "org.opencontainers.image.title".to_string(),
+                    name.to_string(),
+                ),
+                ("wisp.abi".to_string(), "http".to_string()),
+                ("wisp.function.version".to_string(), version.clone()),
+                ("wisp.function.digest".to_string(), digest),
+            ]),
+            what: format!("{name} v{version}"),
+        })
     }
 }
 

@@ -308,31 +308,6 @@ fn bench_quick_chaos_loses_nothing() {
     }
 }
 
-/// Whether the containerd scenario can run here (root, containerd, runc);
-/// if not, say why loudly, or fail under scripts/test (WISP_TEST_STRICT).
-fn containerd_can_run() -> bool {
-    let Some(why) = wisp_bench::containerd::unavailable() else {
-        return true;
-    };
-    if std::env::var_os("WISP_TEST_STRICT").is_some() {
-        panic!("the containerd bench can't run (WISP_TEST_STRICT is set): {why}");
-    }
-    eprintln!("\n!!!!!!!!\n!!!!!!!! SKIPPED: the containerd bench needs {why}\n!!!!!!!!\n");
-    false
-}
-
-/// The shim binary next to `wisp` (`cargo test --workspace` builds it,
-/// since wisp-shim has integration tests).
-fn shim_bin() -> std::path::PathBuf {
-    let p = std::path::Path::new(wisp_bin()).with_file_name("containerd-shim-wisp-v1");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with cargo build -p wisp-shim (cargo test --workspace does)",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn bench_quick_containerd_runs_both_sides_alike() {
     if !containerd_can_run() {

@@ -707,3 +707,185 @@ fn image_build_is_deterministic_and_consistent() {
     assert!(e.contains("not a WebAssembly binary"), "{e}");
     assert!(!c.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_a_deployed_function_by_name_and_version() {
+    let reg = Registry::start();
+    let s = Server::with(&["--token", "t0k"], &[]);
+    let c = s.client_with_token("t0k");
+    deploy_guest(&c, "greet", "hello").await; // v1
+    deploy_guest(&c, "greet", "echo").await; // v2, active
+
+    // The module route: the bytes as deployed, with digest, version and
+    // ABI; it needs the token like the rest of /v1.
+    let m = c.get("/v1/functions/greet/module?version=1").await.unwrap();
+    assert_eq!(m.status, 200, "{}", m.text());
+    assert_eq!(m.header("content-type"), Some("application/wasm"));
+    assert_eq!(m.body.as_ref(), read_guest("hello").as_slice());
+    let hello_digest = wisp_oci::sha256_digest(&read_guest("hello"));
+    assert_eq!(
+        m.header("etag"),
+        Some(format!("\"{hello_digest}\"").as_str())
+    );
+    assert_eq!(m.header("x-wisp-version"), Some("1"));
+    assert_eq!(m.header("x-wisp-abi"), Some("command"));
+    assert_eq!(
+        s.client()
+            .get("/v1/functions/greet/module")
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    let none = c.get("/v1/functions/greet/module?version=9").await.unwrap();
+    assert_eq!(none.status, 404);
+    assert!(none.text().contains("no version 9"), "{}", none.text());
+    assert_eq!(
+        c.get("/v1/functions/nope/module").await.unwrap().status,
+        404
+    );
+
+    let server = [("WISP_SERVER", s.url.as_str()), ("WISP_TOKEN", "t0k")];
+    let pushed = |src: &str, tag: &str| {
+        let r = format!("{}/fns/greet:{tag}", reg.host());
+        let v = ok_json(&wisp(&["push", src, &r, "--json"], &server, None));
+        (r, v)
+    };
+    // By name: the active version; by NAME@VERSION: that one.
+    let (active, v) = pushed("greet", "active");
+    let (first, _) = pushed("greet@1", "first");
+    let tmp = tempfile::tempdir().unwrap();
+    for (r, guest_name) in [(&active, "echo"), (&first, "hello")] {
+        let out = tmp.path().join(format!("{guest_name}.wasm"));
+        ok_json(&pull(r, &out, &[]));
+        assert_eq!(std::fs::read(&out).unwrap(), read_guest(guest_name), "{r}");
+    }
+    // The manifest says where it came from; the shim reads wisp.abi.
+    let manifest = Command::new("curl")
+        .args([
+            "-fsS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "http://{}/v2/fns/greet/manifests/{}",
+            reg.host(),
+            v["digest"].as_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.title"],
+        "greet"
+    );
+    assert_eq!(manifest["annotations"]["wisp.abi"], "http");
+    assert_eq!(manifest["annotations"]["wisp.function.version"], "2");
+
+    // A name the server doesn't have, a bad version, no token: clear errors.
+    let e = err(&wisp(&["push", "ghost", &active], &server, None));
+    assert!(
+        e.contains("no such file, and the server has no such function"),
+        "{e}"
+    );
+    assert!(e.contains("\"ghost\" not found"), "{e}");
+    let e = err(&wisp(&["push", "greet@x", &active], &server, None));
+    assert!(e.contains("must be a number"), "{e}");
+    let e = err(&wisp(
+        &["push", "greet", &active],
+        &[("WISP_SERVER", s.url.as_str())],
+        None,
+    ));
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    let e = err(&wisp(
+        &["push", "no/such/file.wasm", &active],
+        &server,
+        None,
+    ));
+    assert!(e.contains("no such file"), "{e}");
+}
+
+/// `wisp image build`'s tarball, imported by `ctr image import` into a real
+/// containerd and run by the shim with `ctr run`: the whole user path of
+/// docs/containerd.md, through the CLI rather than the library.
+#[test]
+fn an_image_from_wisp_image_build_imports_and_runs_under_ctr() {
+    if !containerd_can_run() {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("wisp-ctd")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let tar = dir.path().join("argv.tar");
+    let o = wisp(
+        &[
+            "image",
+            "build",
+            guest("test-argv").to_str().unwrap(),
+            "-t",
+            "wisp.test/argv:1",
+            "-o",
+            tar.to_str().unwrap(),
+            "-e",
+            "GREETING=from the image",
+        ],
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cache = dir.path().join("cache").display().to_string();
+    let ctd = wisp_bench::containerd::Containerd::start(
+        &dir.path().join("ctd"),
+        &shim_bin(),
+        &[("WISP_SHIM_CACHE_DIR", cache)],
+    )
+    .unwrap_or_else(|e| panic!("starting containerd: {e:#}"));
+    ctd.import(&tar)
+        .unwrap_or_else(|e| panic!("ctr image import: {e:#}"));
+    let images = ctd.ctr_ok(&["image", "ls", "-q"]).unwrap();
+    let image = images
+        .lines()
+        .find(|l| l.ends_with("wisp.test/argv:1"))
+        .unwrap_or_else(|| panic!("the image is not in `ctr image ls`: {images}"))
+        .to_string();
+
+    let run = |id: &str, args: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            "io.containerd.wisp.v1",
+            "--env",
+            "EXIT=3",
+            &image,
+            id,
+        ];
+        a.extend_from_slice(args);
+        ctd.ctr(&a).unwrap()
+    };
+    // The image's entrypoint and env; the exit code comes back through ctr.
+    let o = run("argv-entry", &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}\n{}", ctd.log_tail());
+    assert!(out.contains("GREETING=from the image\n"), "{out}");
+    assert!(
+        out.contains("argv[0]=/argv.wasm\n"),
+        "named after the repository: {out}"
+    );
+    // Arguments given to ctr replace the entrypoint's.
+    let o = run("argv-args", &["/argv.wasm", "x", "y z"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("argv[1]=x\nargv[2]=y z\n"),
+        "{out}\n{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        ctd.log_tail()
+    );
+    // Nothing is left behind.
+    assert_eq!(ctd.ctr_ok(&["task", "ls", "-q"]).unwrap().trim(), "");
+    assert_eq!(ctd.ctr_ok(&["container", "ls", "-q"]).unwrap().trim(), "");
+}

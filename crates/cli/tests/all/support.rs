@@ -417,3 +417,28 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Whether the containerd scenario can run here (root, containerd, runc);
+/// if not, say why loudly, or fail under scripts/test (WISP_TEST_STRICT).
+pub fn containerd_can_run() -> bool {
+    let Some(why) = wisp_bench::containerd::unavailable() else {
+        return true;
+    };
+    if std::env::var_os("WISP_TEST_STRICT").is_some() {
+        panic!("containerd tests can't run (WISP_TEST_STRICT is set): {why}");
+    }
+    eprintln!("\n!!!!!!!!\n!!!!!!!! SKIPPED: containerd tests need {why}\n!!!!!!!!\n");
+    false
+}
+
+/// The shim binary next to `wisp` (`cargo test --workspace` builds it,
+/// since wisp-shim has integration tests).
+pub fn shim_bin() -> std::path::PathBuf {
+    let p = std::path::Path::new(wisp_bin()).with_file_name("containerd-shim-wisp-v1");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with cargo build -p wisp-shim (cargo test --workspace does)",
+        p.display()
+    );
+    p
+}
