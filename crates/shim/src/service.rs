@@ -217,6 +217,41 @@ struct Container {
     graceful: std::sync::atomic::AtomicBool,
     /// An HTTP function's own runtime, shut down at delete.
     server_rt: Mutex<Option<tokio::runtime::Runtime>>,
+    /// A command's output FIFOs, opened at create and taken at start.
+    outputs: Mutex<Option<Outputs>>,
+}
+
+/// A command's stdout, stderr, and a second stderr writer for the shim's
+/// own messages (trap, host error), after the guest's.
+///
+/// Opened at `create`, as runc's shim does, not at `start`: `ctr` (containerd's
+/// `cio`) opens its read ends in the background and drops them unopened if
+/// the task is deleted first, so a short task whose FIFOs opened only at
+/// start could exit before the reader was there and lose its output.
+struct Outputs {
+    stdout: wisp_runtime::GuestOutput,
+    stderr: wisp_runtime::GuestOutput,
+    messages: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send + Sync>>>,
+    /// Waited on before the exit is reported (see [`stdio::DrainProbe`]).
+    probes: Vec<stdio::DrainProbe>,
+}
+
+/// How long a command's exit report waits for `ctr`/the CRI to read the
+/// output it left in the FIFOs.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+impl Outputs {
+    fn open(stdout: &str, stderr: &str) -> AnyResult<Outputs> {
+        Ok(Outputs {
+            stdout: stdio::guest_output(stdout)?,
+            stderr: stdio::guest_output(stderr)?,
+            messages: stdio::writer(stderr).ok().flatten(),
+            probes: [stdout, stderr]
+                .into_iter()
+                .filter_map(stdio::DrainProbe::open)
+                .collect(),
+        })
+    }
 }
 
 impl Container {
@@ -407,15 +442,19 @@ impl TaskService {
             }
             Kind::Command(loaded) => {
                 let runtime = self.runtime().await?;
-                let stdout = stdio::guest_output(&c.stdout)?;
-                let stderr = stdio::guest_output(&c.stderr)?;
+                let Outputs {
+                    stdout,
+                    stderr,
+                    mut messages,
+                    probes,
+                } = match c.outputs.lock().unwrap().take() {
+                    Some(o) => o,
+                    None => Outputs::open(&c.stdout, &c.stderr)?,
+                };
                 let stdin = stdio::guest_input(&c.stdin);
                 let loaded = loaded.clone();
                 let svc = self.clone();
                 self.0.guests.spawn(async move {
-                    // The shim's own messages (trap, host error) go to the
-                    // container's stderr after the guest's.
-                    let messages = stdio::writer(&c.stderr).ok().flatten();
                     let dirs = dirs(&c.spec);
                     let exit = runtime
                         .run_command(
@@ -452,9 +491,24 @@ impl TaskService {
                     };
                     if let Some(msg) = msg {
                         log::error!("container {}: {msg}", c.id);
-                        if let Some(mut w) = messages {
+                        if let Some(w) = messages.as_mut() {
                             use tokio::io::AsyncWriteExt;
                             let _ = w.write_all(format!("{msg}\n").as_bytes()).await;
+                        }
+                    }
+                    drop(messages);
+                    // A killed task is reported at once, read or not.
+                    let probes = if c.stop.is_stopped() {
+                        Vec::new()
+                    } else {
+                        probes
+                    };
+                    for p in probes {
+                        if !p.drained(DRAIN_LIMIT).await {
+                            log::warn!(
+                                "container {}: its output was not read within {DRAIN_LIMIT:?}",
+                                c.id
+                            );
                         }
                     }
                     svc.finish(&c, code).await;
@@ -640,6 +694,20 @@ impl Task for TaskService {
                 return Err(invalid(msg));
             }
         };
+        let outputs = match &kind {
+            Kind::Command(_) => match Outputs::open(&req.stdout, &req.stderr) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    if mounted {
+                        unmount(&spec.rootfs);
+                    }
+                    let msg = format!("wisp: {e:#}");
+                    log::error!("create {}: {msg}", req.id);
+                    return Err(Error::Other(msg).into());
+                }
+            },
+            _ => None,
+        };
         let c = Arc::new(Container {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -656,6 +724,7 @@ impl Task for TaskService {
             signal: 0.into(),
             graceful: false.into(),
             server_rt: Mutex::new(None),
+            outputs: Mutex::new(outputs),
         });
         self.0.containers.lock().unwrap().insert(req.id.clone(), c);
         self.publish(

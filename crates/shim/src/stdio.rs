@@ -141,6 +141,61 @@ fn release_open(path: &Path) {
         .open(path);
 }
 
+/// A second write handle on an output FIFO, to tell when its reader has
+/// taken everything written to it.
+///
+/// `ctr` (containerd's `cio`) opens its read ends in background goroutines
+/// and, when the task is deleted, drops any it has not finished opening,
+/// with whatever the pipe holds. Under CPU pressure a short task could
+/// exit, be reported and be deleted before that: its output was lost (seen
+/// for both the Wisp shim and runc's). The shim waits, boundedly, until the
+/// FIFO is empty before reporting the exit: once the reader has read, it
+/// has opened.
+pub struct DrainProbe(std::fs::File);
+
+impl DrainProbe {
+    /// A probe on `uri` if it is a FIFO (files need none).
+    pub fn open(uri: &str) -> Option<DrainProbe> {
+        let path = path_of(uri)?;
+        let fifo = std::fs::metadata(&path).ok()?.file_type().is_fifo();
+        if !fifo {
+            return None;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .ok()
+            .map(DrainProbe)
+    }
+
+    /// Bytes written and not yet read.
+    pub fn pending(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer.
+        let r = unsafe { libc::ioctl(self.0.as_raw_fd(), libc::FIONREAD, &mut n) };
+        if r == 0 { n.max(0) as usize } else { 0 }
+    }
+
+    /// Wait until the reader has taken everything, for at most `limit`;
+    /// whether it did. Closes the probe.
+    pub async fn drained(self, limit: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        let mut pause = std::time::Duration::from_micros(200);
+        loop {
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
 /// A line-oriented sink on the container's stderr, shared by the shim's own
 /// messages and the guests' logs of an HTTP function: writes are queued
 /// (bounded; dropped when the reader is slow) and a task writes them in
@@ -211,5 +266,44 @@ mod tests {
         let r = LazyFifo::open(p);
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(r);
+    }
+
+    #[tokio::test]
+    async fn a_drain_probe_sees_what_the_reader_has_not_taken() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p)
+            .unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let probe = DrainProbe::open(p.to_str().unwrap()).expect("a FIFO gets a probe");
+        w.write_all(&[7u8; 100]).unwrap();
+        drop(w);
+        assert_eq!(probe.pending(), 100);
+
+        // Nobody reads: the wait ends at its limit and says so.
+        let t0 = std::time::Instant::now();
+        let probe2 = DrainProbe::open(p.to_str().unwrap()).unwrap();
+        assert!(!probe2.drained(std::time::Duration::from_millis(50)).await);
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(50));
+
+        // The reader takes it a little later: the wait sees the pipe empty.
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let mut b = [0u8; 200];
+            reader.read(&mut b).unwrap()
+        });
+        assert!(probe.drained(std::time::Duration::from_secs(5)).await);
+        assert_eq!(late.join().unwrap(), 100);
+
+        // A plain file needs no probe.
+        let f = dir.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(DrainProbe::open(f.to_str().unwrap()).is_none());
     }
 }
