@@ -66,6 +66,8 @@ pub struct FunctionMetrics {
     pub running: AtomicU64,
     /// End-to-end latency (wait + init + run).
     pub latency: Histogram,
+    /// Recent request rate, for the server's per-function fairness.
+    pub rate: wisp_runtime::RateMeter,
 }
 
 fn status_index(s: ActivationStatus) -> usize {

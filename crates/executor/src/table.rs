@@ -47,6 +47,12 @@ impl FunctionHandle {
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
     }
+    /// Count a request to this function at `now_ms` (a monotonic
+    /// millisecond clock); returns its recent rate, per second (see
+    /// [`wisp_runtime::RateMeter`]). Shared by all versions of the name.
+    pub fn hit(&self, now_ms: u64) -> u32 {
+        self.metrics.rate.hit(now_ms)
+    }
 }
 
 /// What a deploy did.

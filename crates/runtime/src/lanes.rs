@@ -64,19 +64,30 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let mut fut: Pin<Box<F>> = Box::pin(fut);
     let mut first_pending: Option<Instant> = None;
+    demote_when(fut, slow, move || {
+        let now = Instant::now();
+        let since = *first_pending.get_or_insert(now);
+        now.duration_since(since) >= after
+    })
+    .await
+}
+
+/// Poll `fut` on the current runtime; each time it is suspended, ask
+/// `demote`, and once that says yes, hand the suspended future to `slow`
+/// and wait for it there. Dropping the returned future stops `fut` in
+/// whichever runtime it is. `demote` is not asked when `fut` finishes in
+/// its first poll.
+pub async fn demote_when<F>(fut: F, slow: Handle, mut demote: impl FnMut() -> bool) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut fut: Pin<Box<F>> = Box::pin(fut);
     let finished = poll_fn(|cx| match fut.as_mut().poll(cx) {
         Poll::Ready(v) => Poll::Ready(Some(v)),
-        Poll::Pending => {
-            let now = Instant::now();
-            let since = *first_pending.get_or_insert(now);
-            if now.duration_since(since) >= after {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            }
-        }
+        Poll::Pending if demote() => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
     })
     .await;
     if let Some(v) = finished {
@@ -91,6 +102,46 @@ where
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Cancelled: the slow lane is shutting down, and so is the server.
         Err(_) => std::future::pending().await,
+    }
+}
+
+/// An approximate request rate, cheap enough to update on every request:
+/// requests are counted in 250 ms windows, and [`RateMeter::hit`] answers
+/// the last complete window's count as a rate (0 when that window was not
+/// the one just before). Lock-free; concurrent hits may blur a window edge.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    window: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU32,
+    rate: std::sync::atomic::AtomicU32,
+}
+
+/// [`RateMeter`]'s window.
+const RATE_WINDOW_MS: u64 = 250;
+
+impl RateMeter {
+    /// Count one request at `now_ms` (any monotonic millisecond clock);
+    /// returns the rate of the last complete window, per second.
+    pub fn hit(&self, now_ms: u64) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = now_ms / RATE_WINDOW_MS;
+        let cur = self.window.load(Relaxed);
+        if w > cur
+            && self
+                .window
+                .compare_exchange(cur, w, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let n = self.count.swap(0, Relaxed);
+            let rate = if w == cur + 1 {
+                n.saturating_mul((1000 / RATE_WINDOW_MS) as u32)
+            } else {
+                0
+            };
+            self.rate.store(rate, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.rate.load(Relaxed)
     }
 }
 
@@ -216,5 +267,47 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn the_rate_meter_answers_the_last_complete_window() {
+        let m = RateMeter::default();
+        // 100 hits in window 4 (1000..1250 ms): no complete window yet.
+        for i in 0..100 {
+            assert_eq!(m.hit(1000 + i), 0);
+        }
+        // The next window reports them as 400/s.
+        assert_eq!(m.hit(1260), 400);
+        assert_eq!(m.hit(1400), 400);
+        // After an idle gap, the rate is 0 again.
+        assert_eq!(m.hit(5000), 0);
+    }
+
+    #[test]
+    fn demote_when_moves_a_future_once_asked_and_not_before() {
+        let fast = runtime("fast", None);
+        let slow = runtime("slow", Some(3));
+        let flag = Arc::new(AtomicBool::new(false));
+        let f2 = flag.clone();
+        let task = fast.spawn(demote_when(
+            async move {
+                let mut seen = vec![thread_name()];
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                    seen.push(thread_name());
+                }
+                f2.store(true, Ordering::SeqCst);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                    seen.push(thread_name());
+                }
+                seen
+            },
+            slow.handle().clone(),
+            move || flag.load(Ordering::SeqCst),
+        ));
+        let seen = fast.block_on(task).unwrap();
+        assert_eq!(&seen[..4], ["fast", "fast", "fast", "fast"], "{seen:?}");
+        assert_eq!(seen.last().unwrap(), "slow", "{seen:?}");
     }
 }

@@ -133,6 +133,23 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Longest gap between two chunks of a request body before the body errors (default 30 s).
     pub body_read_timeout: Duration,
+    /// Per-function fairness of the I/O path (default: none).
+    pub demotion: Option<Demotion>,
+}
+
+/// Connections that carry requests to a hot function (one over `hot_rps`
+/// requests a second) move to the runtime `to`, whose threads run at a
+/// lower CPU priority: a storm of cheap requests to one function then
+/// takes the CPU only when other functions' requests leave it. The
+/// connection-level twin of the guests' slow lane; the slow lane's runtime
+/// serves both.
+#[derive(Debug, Clone)]
+pub struct Demotion {
+    /// The lower-priority runtime.
+    pub to: tokio::runtime::Handle,
+    /// Rate (requests a second, over the last 250 ms) past which a
+    /// function is hot.
+    pub hot_rps: u32,
 }
 
 impl Default for HttpLimits {
@@ -142,6 +159,7 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
+            demotion: None,
         }
     }
 }
@@ -211,21 +229,36 @@ pub async fn serve(
         // Nagle and delayed ACKs would hold each response's tail for ~40 ms.
         let _ = stream.set_nodelay(true);
 
-        let shared = Arc::new(ConnShared::new());
+        let hot_rps = limits.demotion.as_ref().map_or(0, |d| d.hot_rps);
+        let shared = Arc::new(ConnShared::new(hot_rps));
         let io = GuardedIo::new(stream, shared.clone(), &limits);
         let service = ConnService {
             router: router.clone(),
-            shared,
+            shared: shared.clone(),
             peer,
             body_read_timeout: limits.body_read_timeout,
         };
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
+        let task = async move {
             if let Err(err) = conn.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(permit);
-        });
+        };
+        match &limits.demotion {
+            None => {
+                tokio::spawn(task);
+            }
+            Some(d) => {
+                let flag = shared.clone();
+                tokio::spawn(CONN.scope(
+                    shared,
+                    wisp_runtime::demote_when(task, d.to.clone(), move || {
+                        flag.heavy.load(Ordering::Relaxed)
+                    }),
+                ));
+            }
+        }
     }
 
     // Stop accepting: connections still queued in the backlog are refused.
@@ -302,6 +335,11 @@ fn deadline_after(d: Duration) -> Instant {
 struct ConnShared {
     /// Requests handed to the service so far (wrapping).
     started: AtomicU32,
+    /// [`Demotion::hot_rps`] (0: off).
+    hot_rps: u32,
+    /// Set once a request went to a hot function: the connection moves to
+    /// the lower-priority runtime at its next suspension.
+    heavy: std::sync::atomic::AtomicBool,
     /// Requests whose response body has not ended or been dropped yet.
     active: AtomicU32,
     /// When the connection was accepted: the origin of `ended_ns`.
@@ -311,9 +349,11 @@ struct ConnShared {
 }
 
 impl ConnShared {
-    fn new() -> ConnShared {
+    fn new(hot_rps: u32) -> ConnShared {
         ConnShared {
             started: AtomicU32::new(0),
+            hot_rps,
+            heavy: std::sync::atomic::AtomicBool::new(false),
             active: AtomicU32::new(0),
             base: Instant::now(),
             ended_ns: AtomicU64::new(0),
@@ -323,6 +363,31 @@ impl ConnShared {
     fn ended(&self) -> Instant {
         self.base + Duration::from_nanos(self.ended_ns.load(Ordering::Relaxed))
     }
+}
+
+tokio::task_local! {
+    /// The connection a request came on, while fairness is on.
+    static CONN: Arc<ConnShared>;
+}
+
+/// Count a request to a function whose rate meter is `hit` and, if the
+/// function is hot, mark the connection it came on for the lower-priority
+/// runtime. Does nothing (not even read the clock) unless a [`Demotion`]
+/// is configured.
+pub(crate) fn account(hit: impl FnOnce(u64) -> u32) {
+    let _ = CONN.try_with(|c| {
+        if c.hot_rps == 0 {
+            return;
+        }
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now_ms = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64;
+        if hit(now_ms) > c.hot_rps {
+            c.heavy.store(true, Ordering::Relaxed);
+        }
+    });
 }
 
 /// Marks one request in flight; lives in the handler future and then in the
@@ -769,6 +834,7 @@ mod tests {
             header_read_timeout: Duration::from_millis(header),
             idle_timeout: Duration::from_millis(idle),
             body_read_timeout: Duration::from_millis(body),
+            demotion: None,
         }
     }
 

@@ -52,6 +52,7 @@ async fn run(
             format!("function {name:?} not found"),
         ));
     };
+    crate::conn::account(|now_ms| h.hit(now_ms));
     let max = h.version().config.limits.max_body_bytes;
     let (parts, body) = req.into_parts();
     let too_large = || {

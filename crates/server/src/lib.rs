@@ -11,7 +11,7 @@ mod guard;
 mod invoke;
 pub mod openapi;
 
-pub use conn::HttpLimits;
+pub use conn::{Demotion, HttpLimits};
 pub use error::ApiError;
 pub use guard::{Access, HostCheck};
 

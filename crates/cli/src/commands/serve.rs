@@ -110,6 +110,12 @@ pub struct ServeCommand {
     /// slow lane off.
     #[arg(long, env = "WISP_DEMOTE_AFTER", default_value = "5ms", value_parser = wisp_core::units::parse_duration)]
     demote_after: Duration,
+    /// A function getting more requests a second than this is hot: the
+    /// connections carrying its requests move to the slow lane's
+    /// lower-priority threads, so a storm against one function leaves the
+    /// CPU to the others first; 0 turns it off (as does --demote-after 0).
+    #[arg(long, env = "WISP_HOT_FUNCTION_RPS", default_value_t = 1000)]
+    hot_function_rps: u32,
     /// How many nice steps below the server the slow lane's threads run (1-19).
     #[arg(long, env = "WISP_SLOW_LANE_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=19))]
     slow_lane_nice: i32,
@@ -209,7 +215,14 @@ impl ServeCommand {
                 None => lanes,
             }
         });
-        let code = io.block_on(self.serve(lanes, token, allow_dirs));
+        let demotion = match (&slow, self.hot_function_rps) {
+            (Some(s), rps) if rps > 0 => Some(wisp_server::Demotion {
+                to: s.handle().clone(),
+                hot_rps: rps,
+            }),
+            _ => None,
+        };
+        let code = io.block_on(self.serve(lanes, demotion, token, allow_dirs));
         if let Some(s) = slow {
             s.shutdown_timeout(Duration::from_secs(1));
         }
@@ -247,6 +260,7 @@ impl ServeCommand {
     async fn serve(
         self,
         guests: Option<wisp_runtime::GuestLanes>,
+        demotion: Option<wisp_server::Demotion>,
         token: Option<String>,
         allow_dirs: Vec<PathBuf>,
     ) -> Result<i32> {
@@ -321,6 +335,7 @@ impl ServeCommand {
             header_read_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
             body_read_timeout: self.body_timeout,
+            demotion,
         };
         let n = exec.list().await.map(|l| l.len()).unwrap_or(0);
         tracing::info!(

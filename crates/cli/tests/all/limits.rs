@@ -345,3 +345,73 @@ async fn a_guest_that_keeps_running_moves_to_lower_priority_threads() {
     // The lanes still serve.
     assert_eq!(c.get("/fn/hello").await.unwrap().status, 200);
 }
+
+/// Drive `n` GETs of `path` over `conns` keep-alive connections, as fast
+/// as they go.
+async fn storm(c: &wisp_cli::client::Client, path: &str, conns: usize, n: usize) {
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let c = c.clone();
+            let path = path.to_string();
+            tokio::spawn(async move {
+                for _ in 0..n {
+                    assert_eq!(c.get(&path).await.unwrap().status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_storming_a_hot_function_move_to_lower_priority_threads() {
+    for (rps, moves) in [("100", true), ("0", false)] {
+        let s = Server::with(&["--hot-function-rps", rps], &[]);
+        let c = s.client();
+        let pid = s.child.id();
+        deploy_guest(&c, "storm", "hello").await;
+        deploy_guest(&c, "calm", "hello").await;
+        // A function well under the rate: its connections stay.
+        for _ in 0..10 {
+            assert_eq!(c.get("/fn/calm").await.unwrap().status, 200);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (before, _) = threads_cpu(pid, "wisp-guest-slow");
+        assert!(
+            before <= 2,
+            "calm requests ran on the slow lane: {before} ticks"
+        );
+        // Thousands of requests a second to one function: after its first
+        // 250 ms window it is hot, and the connections carrying it move.
+        storm(&c, "/fn/storm", 8, 400).await;
+        let (after, _) = threads_cpu(pid, "wisp-guest-slow");
+        let slow = after - before;
+        if moves {
+            assert!(
+                slow >= 5,
+                "the storm's connections did not move to the slow lane: {slow} ticks there"
+            );
+        } else {
+            assert!(
+                slow <= 2,
+                "--hot-function-rps 0 still moved connections: {slow} ticks on the slow lane"
+            );
+        }
+        // New connections to the calm function start on the I/O threads
+        // and stay there: its rate is low.
+        let fresh = s.client();
+        let (w0, _) = threads_cpu(pid, "wisp-worker");
+        let (s0, _) = threads_cpu(pid, "wisp-guest-slow");
+        storm(&fresh, "/fn/calm", 2, 40).await;
+        let (w1, _) = threads_cpu(pid, "wisp-worker");
+        let (s1, _) = threads_cpu(pid, "wisp-guest-slow");
+        assert!(
+            s1 - s0 <= 2 || s1 - s0 <= (w1 - w0) / 3,
+            "calm connections ran on the slow lane: {} ticks there, {} on the I/O threads",
+            s1 - s0,
+            w1 - w0
+        );
+    }
+}
