@@ -205,7 +205,7 @@ impl Executor {
             }
             Some(rt) => {
                 let (runtime, loaded, h2) = (self.runtime.clone(), ready.loaded.clone(), h.clone());
-                let task = rt.spawn(async move {
+                let task = rt.spawn_for(Some(&h.metrics.lane), async move {
                     let c = &h2.version.config;
                     runtime
                         .invoke(
@@ -319,6 +319,7 @@ impl Executor {
             limits: &c.limits,
             allow: h.allow.clone(),
             hold: Box::new(ready.admitted),
+            lane: Some(h.metrics.lane.clone()),
         };
         let result = self
             .runtime

@@ -68,6 +68,9 @@ pub struct FunctionMetrics {
     pub latency: Histogram,
     /// Recent request rate, for the server's per-function fairness.
     pub rate: wisp_runtime::RateMeter,
+    /// Whether its invocations ran long lately: they then start in the
+    /// guests' slow lane (see `wisp_runtime::LaneHint`).
+    pub lane: std::sync::Arc<wisp_runtime::LaneHint>,
 }
 
 fn status_index(s: ActivationStatus) -> usize {

@@ -146,6 +146,7 @@ async fn handle(
                 limits: &f.limits,
                 allow: f.allow.clone(),
                 hold: Box::new(permit),
+                lane: None,
             };
             match runtime.invoke_http(pre, req, inv, None).await {
                 Ok(out) => {
