@@ -337,7 +337,7 @@ impl ServeCommand {
             body_read_timeout: self.body_timeout,
             demotion,
         };
-        let n = exec.list().await.map(|l| l.len()).unwrap_or(0);
+        let n = exec.list(None).await.map(|l| l.len()).unwrap_or(0);
         tracing::info!(
             %addr, home = %home.display(), functions = n, pooling = runtime.pooling(), pagemap_scan = runtime.pagemap_scan(),
             engine = runtime.fingerprint(), auth, "wisp serving"

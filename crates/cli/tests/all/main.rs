@@ -11,6 +11,7 @@ mod functions;
 mod hardening;
 mod http;
 mod limits;
+mod namespaces;
 mod oci;
 mod openwhisk;
 mod store;
