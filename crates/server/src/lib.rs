@@ -33,6 +33,8 @@ pub struct AppState {
     pub server_port: u16,
     /// How `oci://` deploys are pulled.
     pub oci: OciPulls,
+    /// The OpenWhisk controller API, served under `/api/v1` when set.
+    pub openwhisk: Option<Arc<wisp_openwhisk::controller::Controller>>,
 }
 
 /// The server's registry client for `oci://` deploys, and the few pulls
@@ -133,6 +135,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             guard::metrics_auth,
         ));
     let mut app = Router::new().nest("/v1", v1);
+    if let Some(ow) = &state.openwhisk {
+        // Its own credentials (a namespace's key) and error shape.
+        app = app.nest_service("/api/v1", wisp_openwhisk::controller::router(ow.clone()));
+    }
     app.merge(metrics)
         .route("/fn/{name}", any(invoke::invoke))
         .route("/fn/{name}/", any(invoke::invoke))

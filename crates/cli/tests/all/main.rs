@@ -14,4 +14,5 @@ mod limits;
 mod namespaces;
 mod oci;
 mod openwhisk;
+mod openwhisk_api;
 mod store;
