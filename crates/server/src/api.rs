@@ -384,6 +384,10 @@ fn admin_only(who: &Caller) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces", security(("token" = [])),
+    responses((status = 200, description = "Every namespace, without its key", body = crate::openapi::NamespaceList),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden)))]
 /// `GET /v1/namespaces` (admin): every namespace, without its key.
 pub(crate) async fn list_namespaces(
     State(st): S,
@@ -399,6 +403,13 @@ pub(crate) struct NewNamespace {
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/namespaces", tag = "namespaces", security(("token" = [])),
+    request_body(content = crate::openapi::NewNamespace, content_type = "application/json"),
+    responses((status = 201, description = "Created; its key, shown this once", body = crate::openapi::IssuedKey),
+              (status = 400, response = crate::openapi::BadRequest),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 409, response = crate::openapi::Conflict)))]
 /// `POST /v1/namespaces` `{"name"}` (admin): create it and issue its key,
 /// shown this once.
 pub(crate) async fn create_namespace(
@@ -413,6 +424,12 @@ pub(crate) async fn create_namespace(
     Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/key", tag = "namespaces", security(("token" = [])),
+    params(("ns" = String, Path, description = "The namespace (`_`: the caller's)")),
+    responses((status = 200, description = "A new key; the old one stops working", body = crate::openapi::IssuedKey),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
 /// `POST /v1/namespaces/{ns}/key` (admin, or the namespace's own key): a
 /// new key; the old one stops working at once.
 pub(crate) async fn rotate_key(
@@ -425,6 +442,13 @@ pub(crate) async fn rotate_key(
     Ok(Json(issued).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/namespaces/{ns}", tag = "namespaces", security(("token" = [])),
+    params(("ns" = String, Path, description = "The namespace")),
+    responses((status = 204, description = "Removed, with everything in it"),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound),
+              (status = 409, response = crate::openapi::Conflict)))]
 /// `DELETE /v1/namespaces/{ns}` (admin): the namespace and everything in it.
 pub(crate) async fn delete_namespace(
     State(st): S,
