@@ -1,9 +1,9 @@
 //! Where guest code runs: a fast lane for every new invocation, and a slow
 //! lane for guests that keep running.
 //!
-//! Most invocations finish in their first time slice. A guest that is still
-//! running after `demote_after` (a spinning loop, a memory bomb, a long
-//! computation) is moved, between two of its time slices, to the slow lane:
+//! Most invocations finish in their first time slice. A guest that has run
+//! for `demote_after` in its later slices (a spinning loop, a memory bomb, a
+//! long computation; time suspended does not count) is moved, between two of its time slices, to the slow lane:
 //! another Tokio runtime whose threads run at a lower OS priority (a higher
 //! nice value, set once when each thread starts, which needs no privilege).
 //! The kernel then gives the I/O threads and the fast lane's short guests the
@@ -37,7 +37,7 @@ impl GuestLanes {
         GuestLanes { fast, slow: None }
     }
 
-    /// Guests still running `demote_after` after their first suspension
+    /// Guests that have run `demote_after` (in polls after their first)
     /// continue on `slow`.
     pub fn with_slow_lane(mut self, slow: Handle, demote_after: Duration) -> GuestLanes {
         self.slow = Some((slow, demote_after));
@@ -109,9 +109,16 @@ fn millis_now() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Poll `fut` here until it has been suspended for `after` since its first
-/// suspension, then hand it to `slow` (noting it in `hint`) and wait for it
-/// there.
+/// Poll `fut` here until it has run for `after` (time spent in its polls,
+/// after the first one), then hand it to `slow` (noting it in `hint`) and
+/// wait for it there.
+///
+/// Only time in `poll` counts, not time suspended: a guest that waits for
+/// I/O, a timer, or a thread of this runtime to poll it again (every guest,
+/// when the machine is saturated) is not running, and moving it would mark
+/// a light function as heavy for what its neighbours do. The first poll is
+/// not timed (no clock read for an invocation that finishes in it); it ends
+/// at the guest's first epoch yield, one tick at most.
 async fn demoting<F>(
     fut: F,
     slow: Handle,
@@ -122,11 +129,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let mut first_pending: Option<Instant> = None;
-    demote_when(fut, slow, move || {
-        let now = Instant::now();
-        let since = *first_pending.get_or_insert(now);
-        let demote = now.duration_since(since) >= after;
+    let mut ran = Duration::ZERO;
+    demote_when(fut, slow, move |poll| {
+        ran += poll.unwrap_or_default();
+        let demote = ran >= after;
         if demote && let Some(h) = &hint {
             h.mark();
         }
@@ -136,20 +142,30 @@ where
 }
 
 /// Poll `fut` on the current runtime; each time it is suspended, ask
-/// `demote`, and once that says yes, hand the suspended future to `slow`
-/// and wait for it there. Dropping the returned future stops `fut` in
-/// whichever runtime it is. `demote` is not asked when `fut` finishes in
+/// `demote` with how long that poll took (`None` for the first poll, which
+/// is not timed), and once that says yes, hand the suspended future to
+/// `slow` and wait for it there. Dropping the returned future stops `fut`
+/// in whichever runtime it is. `demote` is not asked when `fut` finishes in
 /// its first poll.
-pub async fn demote_when<F>(fut: F, slow: Handle, mut demote: impl FnMut() -> bool) -> F::Output
+pub async fn demote_when<F>(
+    fut: F,
+    slow: Handle,
+    mut demote: impl FnMut(Option<Duration>) -> bool,
+) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let mut fut: Pin<Box<F>> = Box::pin(fut);
-    let finished = poll_fn(|cx| match fut.as_mut().poll(cx) {
-        Poll::Ready(v) => Poll::Ready(Some(v)),
-        Poll::Pending if demote() => Poll::Ready(None),
-        Poll::Pending => Poll::Pending,
+    let mut polled = false;
+    let finished = poll_fn(|cx| {
+        let start = polled.then(Instant::now);
+        polled = true;
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending if demote(start.map(|t| t.elapsed())) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     })
     .await;
     if let Some(v) = finished {
@@ -274,9 +290,8 @@ mod tests {
         let long = lanes.spawn(async {
             let before = thread_name();
             // A CPU-bound guest yields at every tick.
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(30) {
-                tokio::task::yield_now().await;
+            for _ in 0..30 {
+                tick(Duration::from_millis(1)).await;
             }
             (before, thread_name(), own_nice())
         });
@@ -285,6 +300,16 @@ mod tests {
         let (before, after, nice) = main.block_on(long).unwrap();
         assert_eq!((before.as_str(), after.as_str()), ("fast", "slow"));
         assert_eq!(nice, (own_nice_of_new_thread() + 7).min(19));
+    }
+
+    /// One time slice of a CPU-bound guest: run `slice`, then yield (as
+    /// a guest does at an epoch tick).
+    async fn tick(slice: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < slice {
+            std::hint::spin_loop();
+        }
+        tokio::task::yield_now().await;
     }
 
     fn own_nice_of_new_thread() -> i32 {
@@ -313,7 +338,7 @@ mod tests {
                 if thread_name() == "slow" {
                     m.store(true, Ordering::SeqCst);
                 }
-                tokio::task::yield_now().await;
+                tick(Duration::from_micros(200)).await;
             }
         });
         let t = Instant::now();
@@ -332,6 +357,30 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_that_waits_is_not_demoted_and_its_function_not_marked() {
+        // Waiting (for I/O, a timer, or a saturated machine's threads) is
+        // not running: 40 ms suspended in 2 ms naps, with a 5 ms budget,
+        // stays in the fast lane; so does the next invocation.
+        let fast = runtime("fast", None);
+        let slow = runtime("slow", Some(2));
+        let lanes = GuestLanes::new(fast.handle().clone())
+            .with_slow_lane(slow.handle().clone(), Duration::from_millis(5));
+        let main = runtime("main", None);
+        let hint = Arc::new(LaneHint::default());
+        let napper = || async {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            thread_name()
+        };
+        let last = main.block_on(lanes.spawn_for(Some(&hint), napper())).unwrap();
+        assert_eq!(last, "fast");
+        assert!(!hint.heavy());
+        let last = main.block_on(lanes.spawn_for(Some(&hint), napper())).unwrap();
+        assert_eq!(last, "fast");
+    }
+
+    #[test]
     fn a_function_demoted_lately_starts_in_the_slow_lane_until_the_mark_lapses() {
         let fast = runtime("fast", None);
         let slow = runtime("slow", Some(2));
@@ -341,9 +390,8 @@ mod tests {
         let hint = Arc::new(LaneHint::default());
         let spinner = || async {
             let first = thread_name();
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(20) {
-                tokio::task::yield_now().await;
+            for _ in 0..20 {
+                tick(Duration::from_millis(1)).await;
             }
             first
         };
@@ -401,7 +449,7 @@ mod tests {
                 seen
             },
             slow.handle().clone(),
-            move || flag.load(Ordering::SeqCst),
+            move |_| flag.load(Ordering::SeqCst),
         ));
         let seen = fast.block_on(task).unwrap();
         assert_eq!(&seen[..4], ["fast", "fast", "fast", "fast"], "{seen:?}");

@@ -253,7 +253,7 @@ pub async fn serve(
                 let flag = shared.clone();
                 tokio::spawn(CONN.scope(
                     shared,
-                    wisp_runtime::demote_when(task, d.to.clone(), move || {
+                    wisp_runtime::demote_when(task, d.to.clone(), move |_| {
                         flag.heavy.load(Ordering::Relaxed)
                     }),
                 ));

@@ -104,8 +104,8 @@ pub struct ServeCommand {
     /// Threads running guest code (default: one per core; 0 runs guests on the I/O threads).
     #[arg(long, env = "WISP_GUEST_WORKERS")]
     guest_workers: Option<usize>,
-    /// A guest still running this long after it first yielded moves to the
-    /// slow lane: threads at a lower CPU priority, so short requests and
+    /// A guest that has run this long (time in its slices after the first;
+    /// waiting does not count) moves to the slow lane: threads at a lower CPU priority, so short requests and
     /// HTTP I/O go first when the CPU is contended, e.g. 5ms; 0 turns the
     /// slow lane off.
     #[arg(long, env = "WISP_DEMOTE_AFTER", default_value = "5ms", value_parser = wisp_core::units::parse_duration)]
