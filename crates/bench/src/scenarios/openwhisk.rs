@@ -543,7 +543,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     }
     let (az_rate, az_dur) = ctx.pick(
         (6.0, Duration::from_secs(4)),
-        (10.0, Duration::from_secs(90)),
+        (10.0, Duration::from_secs(60)),
     );
     let mut weights = vec![45.0, 45.0];
     weights.extend(std::iter::repeat_n(10.0 / (n_az - 2) as f64, n_az - 2));
@@ -591,7 +591,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     }
 
     // (d) memory per warm action: a fresh server, N distinct sleep actions.
-    let counts: Vec<usize> = ctx.pick(vec![1, 3, 6], vec![1, 8, 16, 32]);
+    let counts: Vec<usize> = ctx.pick(vec![1, 3, 6], vec![1, 16, 32, 64]);
     let nmax = *counts.iter().max().unwrap();
     let wisp = ctx.start_wisp(&[])?;
     let auth = namespace(&wisp, "bench").await?;
