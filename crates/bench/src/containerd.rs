@@ -59,6 +59,16 @@ impl Containerd {
     /// `PATH` as `containerd-shim-wisp-v1` and `env` added to its
     /// environment (the shim inherits it). Waits until `ctr version` answers.
     pub fn start(dir: &Path, shim: &Path, env: &[(&str, String)]) -> Result<Containerd> {
+        Containerd::launch(dir, Some(shim), env)
+    }
+
+    /// Start one under `dir` with runc's shim only (no Wisp shim): the
+    /// container baseline of `--scenario openwhisk`.
+    pub fn start_runc_only(dir: &Path) -> Result<Containerd> {
+        Containerd::launch(dir, None, &[])
+    }
+
+    fn launch(dir: &Path, shim: Option<&Path>, env: &[(&str, String)]) -> Result<Containerd> {
         if let Some(why) = unavailable() {
             bail!("{why}");
         }
@@ -85,10 +95,12 @@ impl Containerd {
 
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin)?;
-        let shim = shim
-            .canonicalize()
-            .with_context(|| format!("the shim {}", shim.display()))?;
-        std::os::unix::fs::symlink(&shim, bin.join("containerd-shim-wisp-v1"))?;
+        if let Some(shim) = shim {
+            let shim = shim
+                .canonicalize()
+                .with_context(|| format!("the shim {}", shim.display()))?;
+            std::os::unix::fs::symlink(&shim, bin.join("containerd-shim-wisp-v1"))?;
+        }
         let path = format!(
             "{}:{}",
             bin.display(),

@@ -86,19 +86,33 @@ pub fn wasm_image(name: &str, wasm: &[u8], dir: &Path) -> Result<Image> {
 /// paths `ldd` names), named `NAME[:TAG]` (`docker.io/…` is added as
 /// `wisp image build` does), written into `dir`.
 pub fn native_image(name: &str, exe: &Path, dir: &Path) -> Result<Image> {
-    let bin_name = exe
-        .file_name()
-        .context("executable without a file name")?
-        .to_string_lossy()
-        .into_owned();
-    let mut entries = vec![LayerEntry::File(
-        bin_name.clone(),
-        std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
-        0o755,
-    )];
+    native_image_of(name, &[exe], dir)
+}
+
+/// The native image of several executables (each as `/<file name>`, with
+/// the libraries any of them loads), the first one the entrypoint.
+pub fn native_image_of(name: &str, exes: &[&Path], dir: &Path) -> Result<Image> {
+    let mut entries = vec![];
+    let mut libs = std::collections::BTreeSet::new();
+    let mut entry = None;
+    for exe in exes {
+        let bin_name = exe
+            .file_name()
+            .context("executable without a file name")?
+            .to_string_lossy()
+            .into_owned();
+        entry.get_or_insert_with(|| bin_name.clone());
+        entries.push(LayerEntry::File(
+            bin_name,
+            std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
+            0o755,
+        ));
+        libs.extend(ldd_libs(exe));
+    }
+    let bin_name = entry.context("no executable for the image")?;
     let mut dirs: std::collections::BTreeSet<String> =
         ["dev", "proc", "sys", "tmp"].map(String::from).into();
-    for lib in ldd_libs(exe) {
+    for lib in libs {
         let real = std::fs::canonicalize(&lib)?;
         let bytes = std::fs::read(&real).with_context(|| format!("reading {}", real.display()))?;
         let mut d = lib.parent();

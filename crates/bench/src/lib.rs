@@ -12,6 +12,7 @@ pub mod baseline;
 pub mod containerd;
 pub mod http;
 pub mod images;
+pub mod invoker;
 pub mod load;
 pub mod plot;
 pub mod progress;
@@ -53,11 +54,16 @@ pub enum Scenario {
     /// under one private containerd. Not part of the default set (needs
     /// root, containerd, runc and the shim binary).
     Containerd,
+    /// The WOW edge study's experiments through Wisp's OpenWhisk API
+    /// against OpenWhisk's container model (a runc container per action).
+    /// Not part of the default set (needs root, containerd and runc for
+    /// the baseline).
+    OpenWhisk,
 }
 
 impl Scenario {
     /// All, in report order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Serial,
         Scenario::Cold,
         Scenario::Concurrent,
@@ -67,13 +73,17 @@ impl Scenario {
         Scenario::Size,
         Scenario::Chaos,
         Scenario::Containerd,
+        Scenario::OpenWhisk,
     ];
 
     /// Scenarios that run only when named: `chaos` kills servers, opens
     /// thousands of sockets and takes minutes; `containerd` needs root and
     /// a containerd, and starts a private one.
     pub fn opt_in(self) -> bool {
-        matches!(self, Scenario::Chaos | Scenario::Containerd)
+        matches!(
+            self,
+            Scenario::Chaos | Scenario::Containerd | Scenario::OpenWhisk
+        )
     }
 
     /// What runs when no scenario is named: every scenario but the opt-in
@@ -94,6 +104,7 @@ impl Scenario {
             Scenario::Size => "size",
             Scenario::Chaos => "chaos",
             Scenario::Containerd => "containerd",
+            Scenario::OpenWhisk => "openwhisk",
         }
     }
 }
@@ -142,6 +153,8 @@ pub struct Options {
     pub shim_bin: Option<PathBuf>,
     /// Containerd: repetitions per function and side.
     pub containerd_runs: Option<usize>,
+    /// OpenWhisk: most containers of the container baseline alive at once.
+    pub ow_containers: Option<usize>,
 }
 
 impl Options {
@@ -161,6 +174,7 @@ impl Options {
             chaos_parts: vec![],
             shim_bin: None,
             containerd_runs: None,
+            ow_containers: None,
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Target {
     pub method: Method,
     /// Body.
     pub body: Bytes,
+    /// Extra request headers (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Target {
@@ -31,6 +33,26 @@ impl Target {
             url: url.into(),
             method: Method::GET,
             body: Bytes::new(),
+            headers: vec![],
+        }
+    }
+
+    /// A POST of a JSON `body` to `url` with `headers` (an OpenWhisk invoke).
+    pub fn post_json(
+        url: impl Into<String>,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Target {
+        let mut h: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        h.push(("content-type".into(), "application/json".into()));
+        Target {
+            url: url.into(),
+            method: Method::POST,
+            body: Bytes::from(body.to_string()),
+            headers: h,
         }
     }
 }
@@ -216,9 +238,14 @@ fn describe(spec: &LoadSpec) -> String {
 }
 
 async fn one(http: &Http, t: &Target, timeout: Duration) -> (u16, bool) {
+    let headers: Vec<(&str, &str)> = t
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     match tokio::time::timeout(
         timeout,
-        http.send(t.method.clone(), &t.url, &[], t.body.clone()),
+        http.send(t.method.clone(), &t.url, &headers, t.body.clone()),
     )
     .await
     {

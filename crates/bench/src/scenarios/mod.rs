@@ -7,6 +7,7 @@ mod concurrent;
 mod containerd;
 mod memory;
 mod mixed;
+mod openwhisk;
 mod runtime;
 mod serial;
 mod size;
@@ -31,6 +32,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Size => size::run(ctx).await,
         Scenario::Chaos => chaos::run(ctx).await,
         Scenario::Containerd => containerd::run(ctx).await,
+        Scenario::OpenWhisk => openwhisk::run(ctx).await,
     }
 }
 

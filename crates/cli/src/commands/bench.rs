@@ -11,8 +11,10 @@ use wisp_bench::{Options, Scenario};
 #[derive(Args, Debug)]
 pub struct BenchCommand {
     /// Scenario to run (repeatable; default: serial, cold, concurrent, mixed, memory, runtime, size).
-    /// `chaos` (kill -9 under load, soak, noisy neighbours) and `containerd` (Wasm images through
-    /// the Wisp shim against runc containers; needs root and containerd) run only when named.
+    /// `chaos` (kill -9 under load, soak, noisy neighbours), `containerd` (Wasm images through
+    /// the Wisp shim against runc containers; needs root and containerd) and `openwhisk` (the WOW
+    /// study's experiments through /api/v1 against a runc container per action; needs root and
+    /// containerd for the baseline) run only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).
@@ -56,6 +58,10 @@ pub struct BenchCommand {
     /// Containerd: repetitions per function and side (default: 15; 2 with --quick).
     #[arg(long)]
     containerd_runs: Option<usize>,
+    /// OpenWhisk: most containers the container baseline keeps at once
+    /// (default 8: OpenWhisk's 2,048 MB of invoker user memory over 256 MB per action).
+    #[arg(long)]
+    ow_containers: Option<usize>,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -86,6 +92,7 @@ impl BenchCommand {
         o.chaos_parts = self.chaos_parts;
         o.shim_bin = Some(shim_bin);
         o.containerd_runs = self.containerd_runs;
+        o.ow_containers = self.ow_containers;
         let w = wisp_bench::run(o)?;
         println!("report:  {}", w.markdown.display());
         println!("results: {}", w.json.display());

@@ -271,6 +271,13 @@ golden!(
     ]
 );
 golden!(counter, "counter", Data::None, [q("")]);
+golden!(
+    ow_hash,
+    "ow-hash",
+    Data::None,
+    [q(""), qb("", br#"{"iterations": 10, "input": "abc"}"#)]
+);
+golden!(ow_sleep, "ow-sleep", Data::None, [qb("", br#"{"ms": 5}"#)]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_needing_a_directory_fail_clearly_without_one() {
@@ -317,6 +324,8 @@ fn every_function_has_a_golden_test() {
         "diskio",
         "image-processing",
         "counter",
+        "ow-hash",
+        "ow-sleep",
     ];
     let fixtures = [
         "sleep",
@@ -327,6 +336,7 @@ fn every_function_has_a_golden_test() {
         "test-spin",
         "test-action",
         "test-stack",
+        "ow-proxy", // native only: the container baseline of wisp bench --scenario openwhisk
     ];
     for (name, b) in manifest() {
         if b.abi == "http" {
