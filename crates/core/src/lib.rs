@@ -475,6 +475,12 @@ pub struct Activation {
     /// Captured stderr (capped); omitted in listings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// For a workflow step: the id of the workflow run it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For a workflow step: the step's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// Why an invocation failed, as seen by clients. Each kind maps to one HTTP
@@ -509,6 +515,8 @@ pub enum ErrorKind {
     Conflict,
     /// A bug or I/O failure on the host side.
     Internal,
+    /// A workflow step's function answered with an error status (4xx/5xx).
+    StepFailed,
 }
 
 impl ErrorKind {
@@ -529,6 +537,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
+            ErrorKind::StepFailed => "step_failed",
         }
     }
     /// HTTP status for this kind.
@@ -546,10 +555,11 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
             ErrorKind::Internal => 500,
+            ErrorKind::StepFailed => 502,
         }
     }
     /// All kinds, for metrics.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NotFound,
         ErrorKind::BadRequest,
         ErrorKind::PayloadTooLarge,
@@ -564,6 +574,7 @@ impl ErrorKind {
         ErrorKind::MethodNotAllowed,
         ErrorKind::Conflict,
         ErrorKind::Internal,
+        ErrorKind::StepFailed,
     ];
 }
 

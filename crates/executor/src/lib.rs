@@ -20,14 +20,17 @@ pub mod admission;
 mod error;
 mod invoke;
 mod metrics;
+mod resolve;
 mod table;
 mod template;
+mod workflow;
 mod writer;
 
 pub use error::Error;
 pub use invoke::{Request, RequestBody, Response, ResponseBody};
 pub use metrics::{FunctionMetrics, Metrics};
 pub use table::{Deployed, FunctionHandle};
+pub use workflow::{Prepared, WorkflowHandle, WorkflowInput, WorkflowOutput};
 
 use activation::{Msg, Recorder};
 use admission::NodeLimits;
@@ -101,6 +104,10 @@ pub struct Executor {
     deploy_lock: Arc<tokio::sync::Mutex<()>>,
     pending_deploys: Arc<Semaphore>,
     opts: ExecutorOptions,
+    /// Deployed workflows by name.
+    workflows: RwLock<HashMap<String, Arc<WorkflowHandle>>>,
+    /// Handles of pinned function versions that aren't active ([`resolve`]).
+    pinned: RwLock<HashMap<wisp_workflow::FunctionRef, Arc<FunctionHandle>>>,
 }
 
 impl Executor {
@@ -131,6 +138,8 @@ impl Executor {
             deploy_lock: Arc::new(tokio::sync::Mutex::new(())),
             pending_deploys: Arc::new(Semaphore::new(opts.max_pending_deploys.max(1))),
             opts,
+            workflows: RwLock::new(HashMap::new()),
+            pinned: RwLock::new(HashMap::new()),
         });
         let removed = store.gc(exec.runtime.fingerprint()).map_err(store_err)?;
         if removed > 0 {
@@ -141,6 +150,9 @@ impl Executor {
         }
         for f in store.list_functions().map_err(store_err)? {
             exec.install(f.active, None);
+        }
+        for w in store.list_workflows().map_err(store_err)? {
+            exec.install_workflow(w);
         }
         tokio::spawn(writer::writer(Arc::downgrade(&exec), store, rx));
         Ok(exec)

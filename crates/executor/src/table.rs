@@ -126,6 +126,21 @@ impl Executor {
         version: FunctionVersion,
         loaded: Option<Loaded>,
     ) -> Arc<FunctionHandle> {
+        let handle = self.make_handle(version, loaded);
+        self.table
+            .write()
+            .unwrap()
+            .insert(handle.version.name.clone(), handle.clone());
+        handle
+    }
+
+    /// A handle for `version`, not put in the table (the active one is
+    /// [`Executor::install`]ed; pinned versions are kept by the resolver).
+    pub(crate) fn make_handle(
+        &self,
+        version: FunctionVersion,
+        loaded: Option<Loaded>,
+    ) -> Arc<FunctionHandle> {
         let env = version
             .config
             .env
@@ -146,7 +161,7 @@ impl Executor {
             tracing::error!(function = %version.name, version = version.version, reason = %why,
                 "function version is broken and will answer 503 until redeployed or rolled back");
         }
-        let handle = Arc::new(FunctionHandle {
+        Arc::new(FunctionHandle {
             env,
             args: vec![version.name.clone()],
             loaded: cell,
@@ -158,12 +173,7 @@ impl Executor {
             prefix: http::HeaderValue::try_from(format!("/fn/{}", version.name)).ok(),
             broken,
             version,
-        });
-        self.table
-            .write()
-            .unwrap()
-            .insert(handle.version.name.clone(), handle.clone());
-        handle
+        })
     }
 
     /// The function currently served under `name`.
@@ -348,6 +358,7 @@ impl Executor {
                 .map_err(join_err)?
                 .map_err(store_err)?;
             exec.table.write().unwrap().remove(&name);
+            exec.forget_pinned(&name);
             // Its series go too: /metrics lists deployed functions only.
             exec.fn_metrics.write().unwrap().remove(&name);
             Ok(existed)

@@ -307,7 +307,7 @@ pub(crate) async fn list_activations(
 
 #[utoipa::path(get, path = "/v1/activations/{id}", tag = "activations", security(("token" = [])),
     params(("id" = String, Path, description = "Activation id (32 hex digits)")),
-    responses((status = 200, description = "One activation record with its log", body = wisp_core::Activation),
+    responses((status = 200, description = "One activation record with its log; for a workflow run's id, the run's record (`wisp_workflow::WorkflowActivation`) with its steps' records under `activations`", body = wisp_core::Activation),
               (status = 401, response = crate::openapi::Unauthorized),
               (status = 403, response = crate::openapi::Forbidden),
               (status = 404, response = crate::openapi::NotFound)))]
@@ -317,8 +317,12 @@ pub(crate) async fn get_activation(
     _h: HeaderMap,
 ) -> Result<Response, ApiError> {
     st.exec.flush().await;
-    match st.exec.activation(id.clone()).await? {
-        Some(a) => Ok(Json(a).into_response()),
+    if let Some(a) = st.exec.activation(id.clone()).await? {
+        return Ok(Json(a).into_response());
+    }
+    // A workflow run's id: its record and its steps'.
+    match crate::workflows::run_record(&st, id.clone()).await? {
+        Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::new(
             ErrorKind::NotFound,
             format!("activation {id:?} not found"),

@@ -10,6 +10,7 @@ mod error;
 mod guard;
 mod invoke;
 pub mod openapi;
+mod workflows;
 
 pub use conn::{Demotion, HttpLimits};
 pub use error::ApiError;
@@ -93,6 +94,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/functions/{name}/module", get(api::get_module))
         .route("/functions/{name}/rollback", post(api::rollback))
+        .route("/workflows", get(workflows::list))
+        .route(
+            "/workflows/{name}",
+            put(workflows::deploy)
+                .get(workflows::get)
+                .delete(workflows::delete),
+        )
+        .route("/workflows/{name}/runs", get(workflows::runs))
         .route("/activations", get(api::list_activations))
         .route("/activations/{id}", get(api::get_activation))
         .route("/openapi.json", get(openapi::openapi_json))
@@ -114,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/fn/{name}", any(invoke::invoke_root))
         .route("/fn/{name}/", any(invoke::invoke_root))
         .route("/fn/{name}/{*path}", any(invoke::invoke_path))
+        .route("/wf/{name}", post(workflows::run))
         .route("/healthz", get(api::healthz))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

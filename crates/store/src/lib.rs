@@ -31,6 +31,9 @@
 //! nothing about Wasmtime; artifacts are opaque bytes to it.
 
 mod files;
+mod workflows;
+
+pub use workflows::{StoredWorkflow, WorkflowRun};
 
 use files::{HomeLock, ensure_private_dir, is_temp_name, make_private_if_exists, open_private};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -136,7 +139,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -189,14 +192,32 @@ CREATE TABLE IF NOT EXISTS artifacts (
     size        INTEGER NOT NULL,
     PRIMARY KEY (fingerprint, digest)
 );
+CREATE TABLE IF NOT EXISTS workflows (
+    name        TEXT PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    definition  TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflow_runs (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    workflow   TEXT NOT NULL,
+    start_ms   INTEGER NOT NULL,
+    record     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflow_runs_by_workflow ON workflow_runs(workflow, seq);
 "#;
 
 /// Columns added after a table's first release: (table, column, type).
 /// `CREATE TABLE IF NOT EXISTS` leaves an older home's tables as they
 /// were; these are added to them on open (NULL in old rows).
-const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
     ("versions", "oci_ref", "TEXT"),
     ("versions", "oci_digest", "TEXT"),
+    ("activations", "parent", "TEXT"),
+    ("activations", "step", "TEXT"),
 ];
 
 fn migrate(db: &Connection) -> Result<()> {
@@ -211,6 +232,9 @@ fn migrate(db: &Connection) -> Result<()> {
             tracing::info!(table, column, "store: added column");
         }
     }
+    db.execute_batch(
+        "CREATE INDEX IF NOT EXISTS activations_by_parent ON activations(parent) WHERE parent IS NOT NULL",
+    )?;
     Ok(())
 }
 
@@ -609,7 +633,7 @@ impl Store {
     /// Newest activations first, optionally of one function. Logs omitted.
     pub fn list_activations(&self, function: Option<&str>, limit: u32) -> Result<Vec<Activation>> {
         let db = self.acts.lock().unwrap();
-        let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL
+        let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL, parent, step
                    FROM activations WHERE (?1 IS NULL OR function = ?1) ORDER BY seq DESC LIMIT ?2";
         let mut st = db.prepare_cached(sql)?;
         let rows = st.query_map(params![function, limit], row_to_activation)?;
@@ -619,7 +643,7 @@ impl Store {
     /// One activation with its log.
     pub fn get_activation(&self, id: &str) -> Result<Option<Activation>> {
         let db = self.acts.lock().unwrap();
-        let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log
+        let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, parent, step
                    FROM activations WHERE id = ?1";
         Ok(db.query_row(sql, [id], row_to_activation).optional()?)
     }
@@ -706,8 +730,8 @@ impl Store {
     }
 }
 
-const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, parent, step)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Insert one record with the given log and error; returns the rows written
 /// (0 when the id is already stored).
@@ -731,11 +755,13 @@ fn insert_activation(
         a.bytes_in as i64,
         a.bytes_out as i64,
         error,
-        log
+        log,
+        a.parent,
+        a.step
     ])
 }
 
-fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
+pub(crate) fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
     Ok(Activation {
         id: r.get(0)?,
         function: r.get(1)?,
@@ -751,10 +777,16 @@ fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
         bytes_out: r.get::<_, i64>(11)? as u64,
         error: r.get(12)?,
         log: r.get(13)?,
+        parent: r.get(14)?,
+        step: r.get(15)?,
     })
 }
 
-fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<FunctionVersion>> {
+pub(crate) fn get_version(
+    db: &Connection,
+    name: &str,
+    version: u32,
+) -> Result<Option<FunctionVersion>> {
     let row = db
         .query_row(
             "SELECT digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest FROM versions WHERE name = ?1 AND version = ?2",
@@ -823,7 +855,7 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
 /// connection (functions vs. activation records) committed since its read,
 /// SQLite answers `SQLITE_BUSY` at once, and a deploy failed with "database
 /// is locked" under load.
-fn write_tx(db: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+pub(crate) fn write_tx(db: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     db.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
@@ -918,6 +950,8 @@ mod tests {
             bytes_out: 5,
             error: None,
             log: Some(log),
+            parent: None,
+            step: None,
         }
     }
 
@@ -1171,7 +1205,11 @@ mod tests {
         assert_eq!(s.insert_activations(&batch).unwrap(), 0);
     }
 
-    fn nv<'a>(name: &'a str, digest: &'a str, config: &'a FunctionConfig) -> NewVersion<'a> {
+    pub(crate) fn nv<'a>(
+        name: &'a str,
+        digest: &'a str,
+        config: &'a FunctionConfig,
+    ) -> NewVersion<'a> {
         NewVersion {
             name,
             digest_hex: digest,

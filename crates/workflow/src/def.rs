@@ -157,17 +157,11 @@ pub struct StepLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Largest linear memory, bytes (a number, or a size like `64MiB`).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "size_opt"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "size_opt")]
     #[schema(value_type = Option<u64>)]
     pub memory_bytes: Option<u64>,
     /// Largest output, bytes (a number, or a size like `4MiB`).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "size_opt"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "size_opt")]
     #[schema(value_type = Option<u64>)]
     pub max_response_bytes: Option<u64>,
 }
@@ -261,7 +255,10 @@ output: c
         let e = parse(b"steps:\n  - name: a\n    functon: f\n").unwrap_err();
         assert!(e.message.contains("functon"), "{e}");
         let e = parse(b"{\"steps\": [}").unwrap_err();
-        assert!(e.message.starts_with("the definition is not valid JSON"), "{e}");
+        assert!(
+            e.message.starts_with("the definition is not valid JSON"),
+            "{e}"
+        );
         assert!(parse(b"\xff\xfe").is_err());
         assert!(parse(b"").is_err());
         let e = parse(&vec![b' '; MAX_DEFINITION_BYTES + 1]).unwrap_err();

@@ -51,12 +51,20 @@ pub fn merge(rule: Merge, parts: &[Part<'_>]) -> Result<Merged, String> {
             let common = parts.iter().all(|p| p.content_type == first);
             Ok(Merged {
                 body,
-                content_type: if common { first.map(str::to_string) } else { None },
+                content_type: if common {
+                    first.map(str::to_string)
+                } else {
+                    None
+                },
             })
         }
         Merge::Json => {
-            let mut body =
-                Vec::with_capacity(2 + parts.iter().map(|p| p.bytes.len() + p.name.len() + 4).sum::<usize>());
+            let mut body = Vec::with_capacity(
+                2 + parts
+                    .iter()
+                    .map(|p| p.bytes.len() + p.name.len() + 4)
+                    .sum::<usize>(),
+            );
             body.push(b'{');
             for (i, p) in parts.iter().enumerate() {
                 let text = trim_json_ws(p.bytes);
@@ -98,12 +106,19 @@ mod tests {
     fn concat_keeps_the_listed_order_and_a_common_type() {
         let m = merge(
             Merge::Concat,
-            &[part("b", b"BB", Some("image/x-portable-graymap")), part("a", b"A", Some("image/x-portable-graymap"))],
+            &[
+                part("b", b"BB", Some("image/x-portable-graymap")),
+                part("a", b"A", Some("image/x-portable-graymap")),
+            ],
         )
         .unwrap();
         assert_eq!(m.body, b"BBA");
         assert_eq!(m.content_type.as_deref(), Some("image/x-portable-graymap"));
-        let m = merge(Merge::Concat, &[part("a", b"1", Some("text/plain")), part("b", b"2", None)]).unwrap();
+        let m = merge(
+            Merge::Concat,
+            &[part("a", b"1", Some("text/plain")), part("b", b"2", None)],
+        )
+        .unwrap();
         assert_eq!(m.content_type, None);
         let m = merge(Merge::Concat, &[]).unwrap();
         assert!(m.body.is_empty());
@@ -127,7 +142,13 @@ mod tests {
         assert_eq!(m.content_type.as_deref(), Some("application/json"));
         let e = merge(Merge::Json, &[part("gray", b"P5 1 1 255 x", None)]).unwrap_err();
         assert!(e.starts_with("input \"gray\" is not JSON"), "{e}");
-        assert!(merge(Merge::Json, &[part("a", b"", None)]).is_err(), "empty is not JSON");
-        assert!(merge(Merge::Json, &[part("a", b"1 2", None)]).is_err(), "one value only");
+        assert!(
+            merge(Merge::Json, &[part("a", b"", None)]).is_err(),
+            "empty is not JSON"
+        );
+        assert!(
+            merge(Merge::Json, &[part("a", b"1 2", None)]).is_err(),
+            "one value only"
+        );
     }
 }

@@ -10,8 +10,8 @@
 //! module or `wasi:http` component) is what the step expects and what its
 //! streaming needs, and that the step's limits only tighten the function's.
 
-use crate::def::{INPUT, Merge, Step, StepLimits, Workflow};
 use crate::Invalid;
+use crate::def::{INPUT, Merge, Step, StepLimits, Workflow};
 use std::collections::HashMap;
 use std::time::Duration;
 use wisp_core::{Abi, BOUNDS, Limits};
@@ -130,9 +130,14 @@ impl Plan {
     /// The largest workflow input every step that reads it accepts: the
     /// smallest `max_body_bytes` among them (0 if none reads it).
     pub fn max_input_bytes(&self) -> u64 {
+        self.max_read_bytes(Source::Input)
+    }
+
+    /// The largest body every reader of `src` accepts (0 if none reads it).
+    pub fn max_read_bytes(&self, src: Source) -> u64 {
         self.steps
             .iter()
-            .filter(|s| s.inputs.contains(&Source::Input))
+            .filter(|s| s.inputs.contains(&src))
             .map(|s| s.limits.max_body_bytes)
             .min()
             .unwrap_or(0)
@@ -185,9 +190,8 @@ pub fn validate(w: &Workflow, catalog: &dyn Catalog) -> Result<Plan, Invalid> {
     }
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, s) in w.steps.iter().enumerate() {
-        wisp_core::validate_name(&s.name).map_err(|m| {
-            Invalid::step(&s.name, m.replacen("function name", "step name", 1))
-        })?;
+        wisp_core::validate_name(&s.name)
+            .map_err(|m| Invalid::step(&s.name, m.replacen("function name", "step name", 1)))?;
         if by_name.insert(&s.name, i).is_some() {
             return Err(Invalid::step(&s.name, "two steps have this name"));
         }
@@ -206,7 +210,10 @@ pub fn validate(w: &Workflow, catalog: &dyn Catalog) -> Result<Plan, Invalid> {
                 return Err(Invalid::step(&s.name, "a step can't read its own output"));
             }
             if seen.contains(&inp.as_str()) {
-                return Err(Invalid::step(&s.name, format!("input {inp:?} is listed twice")));
+                return Err(Invalid::step(
+                    &s.name,
+                    format!("input {inp:?} is listed twice"),
+                ));
             }
             seen.push(inp);
         }
@@ -292,7 +299,10 @@ pub fn validate(w: &Workflow, catalog: &dyn Catalog) -> Result<Plan, Invalid> {
             ));
         }
         let limits = effective_limits(s, &r.limits).map_err(|m| {
-            Invalid::step(&s.name, format!("{m} of {f} (a step can only lower a function's limits)"))
+            Invalid::step(
+                &s.name,
+                format!("{m} of {f} (a step can only lower a function's limits)"),
+            )
         })?;
         resolved.push((f, r, limits));
     }
@@ -417,7 +427,10 @@ fn check_step_fields(s: &Step, workflow_timeout: u64) -> Result<(), Invalid> {
     }
     if let Some(d) = &s.digest {
         let hex = d.strip_prefix("sha256:").unwrap_or("");
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(bad(format!(
                 "digest {d:?} is not sha256: followed by 64 lower-case hex digits"
@@ -431,10 +444,16 @@ fn check_step_fields(s: &Step, workflow_timeout: u64) -> Result<(), Invalid> {
         )));
     }
     if !s.path.is_empty() && !s.path.starts_with('/') {
-        return Err(bad(format!("path {:?} must be empty or start with /", s.path)));
+        return Err(bad(format!(
+            "path {:?} must be empty or start with /",
+            s.path
+        )));
     }
     for (what, v) in [("path", &s.path), ("query", &s.query)] {
-        if v.len() > 4096 || v.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'#') {
+        if v.len() > 4096
+            || v.bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+        {
             return Err(bad(format!(
                 "{what} {v:?} may hold no spaces, '#' or control characters and at most 4096 bytes"
             )));
@@ -480,7 +499,11 @@ fn effective_limits(s: &Step, own: &Limits) -> Result<Limits, String> {
     for (field, want, have) in [
         ("timeout_ms", *timeout_ms, &mut l.timeout_ms),
         ("memory_bytes", *memory_bytes, &mut l.memory_bytes),
-        ("max_response_bytes", *max_response_bytes, &mut l.max_response_bytes),
+        (
+            "max_response_bytes",
+            *max_response_bytes,
+            &mut l.max_response_bytes,
+        ),
     ] {
         if let Some(w) = want {
             if w > *have {
@@ -535,7 +558,10 @@ fn topological_order(w: &Workflow, by_name: &HashMap<&str, usize>) -> Result<Vec
             .find(|&j| pending[j] > 0)
             .expect("a stuck step has a stuck input");
         if let Some(p) = path.iter().position(|&x| x == next) {
-            let mut cycle: Vec<&str> = path[p..].iter().map(|&k| w.steps[k].name.as_str()).collect();
+            let mut cycle: Vec<&str> = path[p..]
+                .iter()
+                .map(|&k| w.steps[k].name.as_str())
+                .collect();
             // Walked against the data flow; turn it around, starting where
             // the walk did.
             cycle.reverse();
@@ -574,7 +600,11 @@ mod tests {
         }
         Ok(Resolved {
             version: f.version.unwrap_or(3),
-            abi: if f.name.starts_with("http") { Abi::Http } else { Abi::Command },
+            abi: if f.name.starts_with("http") {
+                Abi::Http
+            } else {
+                Abi::Command
+            },
             limits,
         })
     }
@@ -624,22 +654,26 @@ mod tests {
             err("steps: [{name: a, function: cmd, version: 1, digest: 'sha256:00'}]"),
             r#"step "a": pin a version or a digest, not both"#
         );
-        assert!(err("steps: [{name: a, function: cmd, digest: 'sha256:XY'}]").contains("64 lower-case hex"));
-        assert!(err("steps: [{name: a, function: 'bad name'}]").starts_with("step \"a\": invalid function name"));
+        assert!(
+            err("steps: [{name: a, function: cmd, digest: 'sha256:XY'}]")
+                .contains("64 lower-case hex")
+        );
+        assert!(
+            err("steps: [{name: a, function: 'bad name'}]")
+                .starts_with("step \"a\": invalid function name")
+        );
         assert!(err("steps: [{name: '-x', function: cmd}]").contains("invalid step name"));
     }
 
     #[test]
     fn cycles_are_spelled_out() {
-        let e = err(
-            "steps:
+        let e = err("steps:
   - {name: a, function: cmd}
   - {name: b, function: cmd, inputs: [a, d]}
   - {name: c, function: cmd, inputs: b}
   - {name: d, function: cmd, inputs: c}
   - {name: e, function: cmd, inputs: d}
-",
-        );
+");
         assert_eq!(e, r#"step "b": is part of a cycle: b -> c -> d -> b"#);
         assert_eq!(
             err("steps: [{name: a, function: cmd, inputs: a}]"),
@@ -649,22 +683,18 @@ mod tests {
 
     #[test]
     fn steps_that_lead_nowhere_are_unreachable() {
-        let e = err(
-            "steps:
+        let e = err("steps:
   - {name: a, function: cmd}
   - {name: b, function: cmd, inputs: a}
   - {name: stray, function: cmd, inputs: a}
-",
-        );
+");
         assert!(e.contains(r#""b", "stray""#) && e.contains("output"), "{e}");
-        let e = err(
-            "steps:
+        let e = err("steps:
   - {name: a, function: cmd}
   - {name: b, function: cmd, inputs: a}
   - {name: stray, function: cmd, inputs: a}
 output: b
-",
-        );
+");
         assert_eq!(
             e,
             r#"step "stray": unreachable: its output never leads to the workflow's output (step "b")"#
@@ -684,14 +714,23 @@ output: b
   - {name: a, function: PRODUCER}
   - {name: b, function: CONSUMER, inputs: a, stream: true}
 ";
-        let p = plan(&streamed.replace("PRODUCER", "http1").replace("CONSUMER", "http2")).unwrap();
+        let p = plan(
+            &streamed
+                .replace("PRODUCER", "http1")
+                .replace("CONSUMER", "http2"),
+        )
+        .unwrap();
         assert!(p.steps[1].stream);
-        let e = err(&streamed.replace("PRODUCER", "cmd").replace("CONSUMER", "http2"));
+        let e = err(&streamed
+            .replace("PRODUCER", "cmd")
+            .replace("CONSUMER", "http2"));
         assert_eq!(
             e,
             r#"step "b": stream: true needs wasi:http components at both ends, but step "a" runs function "cmd" (v3), a command module"#
         );
-        let e = err(&streamed.replace("PRODUCER", "http1").replace("CONSUMER", "cmd"));
+        let e = err(&streamed
+            .replace("PRODUCER", "http1")
+            .replace("CONSUMER", "cmd"));
         assert!(e.contains(r#"but step "b" runs function "cmd""#), "{e}");
         let e = err("steps:
   - {name: a, function: http1}
@@ -699,7 +738,9 @@ output: b
   - {name: c, function: http2, inputs: [a, b]}
 ");
         assert!(e.contains("one reader"), "{e}");
-        assert!(err("steps: [{name: a, function: http1, stream: true}]").contains("must be a step"));
+        assert!(
+            err("steps: [{name: a, function: http1, stream: true}]").contains("must be a step")
+        );
     }
 
     #[test]
@@ -715,16 +756,26 @@ output: b
             err("steps: [{name: a, function: cmd, limits: {memory_bytes: 1000}}]"),
             r#"step "a": limits.memory_bytes must be between 65536 and 4294967296, got 1000"#
         );
-        assert!(err("timeout_ms: 100\nsteps: [{name: a, function: cmd, limits: {timeout_ms: 200}}]")
-            .contains("longer than the workflow's"));
-        assert!(err("timeout_ms: 0\nsteps: [{name: a, function: cmd}]").contains("timeout_ms must be"));
+        assert!(
+            err("timeout_ms: 100\nsteps: [{name: a, function: cmd, limits: {timeout_ms: 200}}]")
+                .contains("longer than the workflow's")
+        );
+        assert!(
+            err("timeout_ms: 0\nsteps: [{name: a, function: cmd}]").contains("timeout_ms must be")
+        );
         assert!(err("steps: []").contains("at least one step"));
     }
 
     #[test]
     fn names_inputs_and_request_fields_are_checked() {
-        assert!(err("steps: [{name: a, function: cmd}, {name: a, function: cmd}]").contains("two steps"));
-        assert!(err("steps: [{name: a, function: cmd, inputs: ['$input', '$input']}]").contains("listed twice"));
+        assert!(
+            err("steps: [{name: a, function: cmd}, {name: a, function: cmd}]")
+                .contains("two steps")
+        );
+        assert!(
+            err("steps: [{name: a, function: cmd, inputs: ['$input', '$input']}]")
+                .contains("listed twice")
+        );
         assert!(err("steps: [{name: a, function: cmd, path: x}]").contains("start with /"));
         assert!(err("steps: [{name: a, function: cmd, query: 'a b'}]").contains("no spaces"));
         let many: Vec<String> = (0..=MAX_STEPS)

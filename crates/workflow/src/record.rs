@@ -60,8 +60,9 @@ pub struct StepRecord {
     pub function: String,
     /// Version that ran.
     pub version: u32,
-    /// Its activation record's id.
-    pub activation_id: String,
+    /// Its activation record's id (none if it failed before one was made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_id: Option<String>,
     /// Outcome.
     #[schema(value_type = String)]
     pub status: ActivationStatus,
@@ -126,7 +127,7 @@ mod tests {
             step: name.into(),
             function: "f".into(),
             version: 1,
-            activation_id: "0".repeat(32),
+            activation_id: Some("0".repeat(32)),
             status: ActivationStatus::Success,
             http_status: 200,
             cold: false,
@@ -164,6 +165,9 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["status"], "success");
         assert!(json.get("failed_step").is_none());
-        assert_eq!(serde_json::from_value::<WorkflowActivation>(json).unwrap(), a);
+        assert_eq!(
+            serde_json::from_value::<WorkflowActivation>(json).unwrap(),
+            a
+        );
     }
 }

@@ -14,3 +14,4 @@ mod limits;
 mod oci;
 mod openwhisk;
 mod store;
+mod workflow;
