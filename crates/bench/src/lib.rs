@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod containerd;
+pub mod edge;
 pub mod http;
 pub mod images;
 pub mod load;
@@ -53,11 +54,15 @@ pub enum Scenario {
     /// under one private containerd. Not part of the default set (needs
     /// root, containerd, runc and the shim binary).
     Containerd,
+    /// One workflow in a browser, on an edge-sized node and on the cloud
+    /// node. Not part of the default set (needs Chromium and node; the edge
+    /// arm needs root for its cgroup).
+    Workflow,
 }
 
 impl Scenario {
     /// All, in report order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Serial,
         Scenario::Cold,
         Scenario::Concurrent,
@@ -67,13 +72,17 @@ impl Scenario {
         Scenario::Size,
         Scenario::Chaos,
         Scenario::Containerd,
+        Scenario::Workflow,
     ];
 
     /// Scenarios that run only when named: `chaos` kills servers, opens
     /// thousands of sockets and takes minutes; `containerd` needs root and
     /// a containerd, and starts a private one.
     pub fn opt_in(self) -> bool {
-        matches!(self, Scenario::Chaos | Scenario::Containerd)
+        matches!(
+            self,
+            Scenario::Chaos | Scenario::Containerd | Scenario::Workflow
+        )
     }
 
     /// What runs when no scenario is named: every scenario but the opt-in
@@ -94,6 +103,7 @@ impl Scenario {
             Scenario::Size => "size",
             Scenario::Chaos => "chaos",
             Scenario::Containerd => "containerd",
+            Scenario::Workflow => "workflow",
         }
     }
 }

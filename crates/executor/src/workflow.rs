@@ -349,6 +349,27 @@ impl Executor {
         Ok((bytes, b))
     }
 
+    /// [`Executor::run_workflow`] on the guest runtime's fast lane, when
+    /// there is one: a step's guest is then spawned from, and wakes, a guest
+    /// thread, instead of two cross-thread hand-offs (I/O thread → guest
+    /// thread → I/O thread) per step. Dropping the future aborts the run.
+    pub async fn run_workflow_on_guests(
+        self: &Arc<Self>,
+        wf: Arc<WorkflowHandle>,
+        prepared: Arc<Prepared>,
+        input: WorkflowInput,
+    ) -> Result<WorkflowOutput, Error> {
+        let Some(lanes) = &self.opts.guest_runtime else {
+            return self.run_workflow(&wf, &prepared, input).await;
+        };
+        let exec = self.clone();
+        let task = lanes
+            .fast()
+            .spawn(async move { exec.run_workflow(&wf, &prepared, input).await });
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await.map_err(join_err)?
+    }
+
     /// Run `wf` as `prepared` on `input`. Cancel-safe: dropping the future
     /// stops every step and records the run and its steps as cancelled.
     pub async fn run_workflow(
@@ -899,7 +920,10 @@ impl Executor {
             ResponseBody::Full(b) => {
                 let end = resp.guest_end.unwrap_or_else(Instant::now);
                 let n = b.len() as u64;
-                (Product::Full(b, None), end, n)
+                // Held until its readers have it: counted like a request body.
+                let mut buf = Buffered::new(&self.node);
+                buf.take(b.len()).map_err(|e| step_error(step, h, e))?;
+                (Product::Full(b, Some(buf)), end, n)
             }
             ResponseBody::Stream(s) if collect || resp.status >= 400 => {
                 let mut buf = Buffered::new(&self.node);

@@ -36,6 +36,13 @@ impl GuestLanes {
         GuestLanes { fast, slow: None }
     }
 
+    /// The fast lane's runtime, for work that drives guests rather than
+    /// being one (a workflow's engine: the guests it spawns from there start
+    /// on the same thread, without a cross-thread wake-up).
+    pub fn fast(&self) -> &Handle {
+        &self.fast
+    }
+
     /// Guests still running `demote_after` after their first suspension
     /// continue on `slow`.
     pub fn with_slow_lane(mut self, slow: Handle, demote_after: Duration) -> GuestLanes {

@@ -265,11 +265,12 @@ async fn run_inner(
             max,
         )
         .await?;
+    let abi = plan.steps[plan.output].resolved.abi;
     let out = st
         .exec
-        .run_workflow(
-            &wf,
-            &prepared,
+        .run_workflow_on_guests(
+            wf,
+            prepared.clone(),
             WorkflowInput {
                 body: input,
                 buffered,
@@ -285,7 +286,6 @@ async fn run_inner(
     *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
     let hs = resp.headers_mut();
     *hs = out.headers;
-    let abi = plan.steps[plan.output].resolved.abi;
     crate::invoke::served_headers(hs, abi);
     if let Ok(v) = HeaderValue::from_str(&out.record.id) {
         hs.insert("wisp-activation-id", v);

@@ -10,6 +10,7 @@ mod mixed;
 mod runtime;
 mod serial;
 mod size;
+mod workflow;
 
 use crate::baseline::{Launcher, ProcessServer};
 use crate::report::Section;
@@ -31,6 +32,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Size => size::run(ctx).await,
         Scenario::Chaos => chaos::run(ctx).await,
         Scenario::Containerd => containerd::run(ctx).await,
+        Scenario::Workflow => workflow::run(ctx).await,
     }
 }
 

@@ -12,7 +12,8 @@ use wisp_bench::{Options, Scenario};
 pub struct BenchCommand {
     /// Scenario to run (repeatable; default: serial, cold, concurrent, mixed, memory, runtime, size).
     /// `chaos` (kill -9 under load, soak, noisy neighbours) and `containerd` (Wasm images through
-    /// the Wisp shim against runc containers; needs root and containerd) run only when named.
+    /// the Wisp shim against runc containers; needs root and containerd) and `workflow` (one workflow in
+    /// headless Chromium, on an edge-sized cgroup and unconstrained) run only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).
