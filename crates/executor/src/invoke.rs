@@ -116,12 +116,12 @@ pub struct Response {
 pub(crate) type Link<'a> = (&'a str, &'a str, CancelReason);
 
 /// What the stages before running hand to an ABI.
-struct Ready<'h> {
-    loaded: &'h Loaded,
-    admitted: Admitted,
-    cold: bool,
-    wait: Duration,
-    init: Duration,
+pub(crate) struct Ready<'h> {
+    pub(crate) loaded: &'h Loaded,
+    pub(crate) admitted: Admitted,
+    pub(crate) cold: bool,
+    pub(crate) wait: Duration,
+    pub(crate) init: Duration,
 }
 
 impl Executor {
@@ -142,6 +142,7 @@ impl Executor {
         link: Option<Link<'_>>,
     ) -> Result<Response, Error> {
         let mut draft = Draft::start(
+            &h.version.namespace,
             &h.version.name,
             h.version.version,
             h.metrics.clone(),
@@ -161,7 +162,7 @@ impl Executor {
     }
 
     /// Admission and the template: what every ABI needs before it runs.
-    async fn prepare<'h>(
+    pub(crate) async fn prepare<'h>(
         &self,
         h: &'h FunctionHandle,
         draft: &mut Draft,
@@ -216,47 +217,7 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = match &self.opts.guest_runtime {
-            None => {
-                self.runtime
-                    .invoke(
-                        ready.loaded,
-                        Invocation {
-                            args: &h.args,
-                            env: &env,
-                            stdin: body,
-                            dirs: &h.version.config.dirs,
-                            limits,
-                        },
-                    )
-                    .await
-            }
-            Some(rt) => {
-                let (runtime, loaded, h2) = (self.runtime.clone(), ready.loaded.clone(), h.clone());
-                let limits = limits.clone();
-                let task = rt.spawn(async move {
-                    runtime
-                        .invoke(
-                            &loaded,
-                            Invocation {
-                                args: &h2.args,
-                                env: &env,
-                                stdin: body,
-                                dirs: &h2.version.config.dirs,
-                                limits: &limits,
-                            },
-                        )
-                        .await
-                });
-                // If the client goes away, stop the guest too.
-                let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
-                task.await.unwrap_or_else(|e| {
-                    Err(RunError::Internal(format!(
-                        "guest task ended abnormally: {e}"
-                    )))
-                })
-            }
-        };
+        let result = self.run_guest(h, ready.loaded, env, body, limits).await;
         let run = t_run.elapsed();
         drop(ready.admitted);
         match result {
@@ -354,6 +315,7 @@ impl Executor {
             limits,
             allow: h.allow.clone(),
             hold: Box::new(ready.admitted),
+            lane: Some(h.metrics.lane.clone()),
         };
         let result = self
             .runtime
@@ -403,6 +365,62 @@ impl Executor {
             guest_end: None,
             instance: Some(out.abort),
         })
+    }
+}
+
+impl Executor {
+    /// Run a command module's fresh instance with this environment and
+    /// stdin, on the guest runtime when there is one (aborted with the
+    /// caller's future, so a client that leaves stops its guest).
+    pub(crate) async fn run_guest(
+        &self,
+        h: &Arc<FunctionHandle>,
+        loaded: &Loaded,
+        env: Vec<(String, String)>,
+        stdin: Bytes,
+        limits: &Limits,
+    ) -> Result<wisp_runtime::Output, RunError> {
+        match &self.opts.guest_runtime {
+            None => {
+                self.runtime
+                    .invoke(
+                        loaded,
+                        Invocation {
+                            args: &h.args,
+                            env: &env,
+                            stdin,
+                            dirs: &h.version.config.dirs,
+                            limits,
+                        },
+                    )
+                    .await
+            }
+            Some(rt) => {
+                let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
+                let limits = limits.clone();
+                let task = rt.spawn_for(Some(&h.metrics.lane), async move {
+                    runtime
+                        .invoke(
+                            &loaded,
+                            Invocation {
+                                args: &h2.args,
+                                env: &env,
+                                stdin,
+                                dirs: &h2.version.config.dirs,
+                                limits: &limits,
+                            },
+                        )
+                        .await
+                });
+                // If the caller goes away, stop the guest too.
+                let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
+                task.await.unwrap_or_else(|e| {
+                    Err(RunError::Internal(format!(
+                        "guest task ended abnormally: {e}"
+                    )))
+                })
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Which function version a call runs: the one place a [`FunctionRef`] (a
 //! name, maybe pinned to a version or a module digest) becomes a handle.
 //! Workflow deploys validate through it and workflow runs call through it,
-//! so a change of how functions are named (namespaces) is made here.
+//! so how functions are named (namespace, name, version or digest) is
+//! decided here. A workflow's steps are functions of its own namespace.
 //!
 //! The active version is the table's handle. A pinned version that isn't
 //! active gets a handle of its own, kept until the function is removed
@@ -18,18 +19,22 @@ use wisp_workflow::{FunctionRef, Resolved};
 impl Executor {
     /// The handle `f` names; 404 when the function, version or digest isn't
     /// there.
-    pub async fn resolve(&self, f: &FunctionRef) -> Result<Arc<FunctionHandle>, Error> {
-        if self.get(&f.name).is_none() {
+    pub async fn resolve(
+        &self,
+        namespace: &str,
+        f: &FunctionRef,
+    ) -> Result<Arc<FunctionHandle>, Error> {
+        if self.get(namespace, &f.name).is_none() {
             return Err(Error::new(ErrorKind::NotFound, format!("{f} not found")));
         }
-        if let Some(h) = self.known(f) {
+        if let Some(h) = self.known(namespace, f) {
             return Ok(h);
         }
         let store = self.store.clone();
-        let f2 = f.clone();
+        let (ns, f2) = (namespace.to_string(), f.clone());
         let found = tokio::task::spawn_blocking(move || match (f2.version, &f2.digest) {
-            (Some(n), _) => store.version(&f2.name, n),
-            (None, Some(d)) => store.version_with_digest(&f2.name, d),
+            (Some(n), _) => store.version(&ns, &f2.name, n),
+            (None, Some(d)) => store.version_with_digest(&ns, &f2.name, d),
             (None, None) => unreachable!("the active version"),
         })
         .await
@@ -42,16 +47,19 @@ impl Executor {
         let mut pinned = self.pinned.write().unwrap();
         // The function may have been removed meanwhile (a removal empties
         // the table, then this cache): pin only what is still served.
-        if self.get(&f.name).is_none() {
+        if self.get(namespace, &f.name).is_none() {
             return Err(Error::new(ErrorKind::NotFound, format!("{f} not found")));
         }
-        Ok(pinned.entry(f.clone()).or_insert(handle).clone())
+        Ok(pinned
+            .entry((namespace.to_string(), f.clone()))
+            .or_insert(handle)
+            .clone())
     }
 
     /// The handle `f` names if it is known without asking the store: the
     /// active version, or a pinned one seen before.
-    pub(crate) fn known(&self, f: &FunctionRef) -> Option<Arc<FunctionHandle>> {
-        let active = self.get(&f.name)?;
+    pub(crate) fn known(&self, namespace: &str, f: &FunctionRef) -> Option<Arc<FunctionHandle>> {
+        let active = self.get(namespace, &f.name)?;
         let v = &active.version;
         let is_active = match (f.version, &f.digest) {
             (None, None) => true,
@@ -61,12 +69,19 @@ impl Executor {
         if is_active {
             return Some(active);
         }
-        self.pinned.read().unwrap().get(f).cloned()
+        self.pinned
+            .read()
+            .unwrap()
+            .get(&(namespace.to_string(), f.clone()))
+            .cloned()
     }
 
     /// Forget the pinned handles of a removed function.
-    pub(crate) fn forget_pinned(&self, name: &str) {
-        self.pinned.write().unwrap().retain(|f, _| f.name != name);
+    pub(crate) fn forget_pinned(&self, namespace: &str, name: &str) {
+        self.pinned
+            .write()
+            .unwrap()
+            .retain(|(ns, f), _| !(ns == namespace && f.name == name));
     }
 }
 

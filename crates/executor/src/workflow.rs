@@ -117,15 +117,30 @@ pub struct WorkflowOutput {
 }
 
 impl Executor {
-    /// A deployed workflow.
-    pub fn workflow(&self, name: &str) -> Option<Arc<WorkflowHandle>> {
-        self.workflows.read().unwrap().get(name).cloned()
+    /// The workflow `name` of `namespace`.
+    pub fn workflow(&self, namespace: &str, name: &str) -> Option<Arc<WorkflowHandle>> {
+        self.workflows
+            .read()
+            .unwrap()
+            .get(namespace)
+            .and_then(|w| w.get(name))
+            .cloned()
     }
 
-    /// Every deployed workflow, by name.
-    pub fn workflows(&self) -> Vec<Arc<WorkflowHandle>> {
-        let mut v: Vec<_> = self.workflows.read().unwrap().values().cloned().collect();
-        v.sort_by(|a, b| a.stored.name.cmp(&b.stored.name));
+    /// The workflows of `namespace` (of every namespace when `None`), by
+    /// namespace and name.
+    pub fn workflows(&self, namespace: Option<&str>) -> Vec<Arc<WorkflowHandle>> {
+        let mut v: Vec<_> = self
+            .workflows
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|(ns, _)| namespace.is_none_or(|n| n == ns.as_str()))
+            .flat_map(|(_, w)| w.values().cloned())
+            .collect();
+        v.sort_by(|a, b| {
+            (&a.stored.namespace, &a.stored.name).cmp(&(&b.stored.namespace, &b.stored.name))
+        });
         v
     }
 
@@ -143,15 +158,19 @@ impl Executor {
         self.workflows
             .write()
             .unwrap()
+            .entry(h.stored.namespace.clone())
+            .or_default()
             .insert(h.stored.name.clone(), h.clone());
         h
     }
 
-    /// Validate `source` (YAML or JSON) against the deployed functions and
-    /// store it as `name`'s definition. Returns the handle and whether the
-    /// definition changed. An invalid definition is a 400 naming the step.
+    /// Validate `source` (YAML or JSON) against the functions deployed in
+    /// `namespace` and store it as that namespace's workflow `name`. Returns
+    /// the handle and whether the definition changed. An invalid definition
+    /// is a 400 naming the step.
     pub async fn deploy_workflow(
         self: &Arc<Self>,
+        namespace: &str,
         name: &str,
         source: Bytes,
     ) -> Result<(Arc<WorkflowHandle>, bool), Error> {
@@ -164,12 +183,18 @@ impl Executor {
         let def = wisp_workflow::parse(&source)
             .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
         let exec = self.clone();
-        let name = name.to_string();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
         // Its own task, like a function deploy: validation and the write
         // happen together whatever the client does.
         tokio::spawn(async move {
             let _guard = exec.deploy_lock.lock().await;
-            let prepared = match exec.plan(&def).await {
+            if !exec.namespace_exists(&namespace) {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("namespace {namespace:?} not found"),
+                ));
+            }
+            let prepared = match exec.plan(&namespace, &def).await {
                 Ok(p) => p,
                 Err(PlanError::Invalid(i)) => {
                     return Err(Error::new(ErrorKind::BadRequest, i.to_string()));
@@ -179,16 +204,16 @@ impl Executor {
             let canonical = serde_json::to_string(&def).expect("a definition serialises");
             let text = String::from_utf8_lossy(&source).into_owned();
             let store = exec.store.clone();
-            let n = name.clone();
+            let (ns, n) = (namespace.clone(), name.clone());
             let (stored, changed) =
-                tokio::task::spawn_blocking(move || store.put_workflow(&n, &canonical, &text))
+                tokio::task::spawn_blocking(move || store.put_workflow(&ns, &n, &canonical, &text))
                     .await
                     .map_err(join_err)?
                     .map_err(store_err)?;
             let h = exec.install_workflow(stored);
             *h.plan.lock().unwrap() = Some(Arc::new(prepared));
             if changed {
-                tracing::info!(workflow = %name, version = h.stored.version, "workflow deployed");
+                tracing::info!(%namespace, workflow = %name, version = h.stored.version, "workflow deployed");
             }
             Ok((h, changed))
         })
@@ -197,35 +222,46 @@ impl Executor {
     }
 
     /// Remove a workflow; runs in flight finish.
-    pub async fn remove_workflow(self: &Arc<Self>, name: &str) -> Result<bool, Error> {
+    pub async fn remove_workflow(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
         let exec = self.clone();
-        let name = name.to_string();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
         tokio::spawn(async move {
             let _guard = exec.deploy_lock.lock().await;
             let store = exec.store.clone();
-            let n = name.clone();
-            let existed = tokio::task::spawn_blocking(move || store.delete_workflow(&n))
+            let (ns, n) = (namespace.clone(), name.clone());
+            let existed = tokio::task::spawn_blocking(move || store.delete_workflow(&ns, &n))
                 .await
                 .map_err(join_err)?
                 .map_err(store_err)?;
-            exec.workflows.write().unwrap().remove(&name);
+            let mut all = exec.workflows.write().unwrap();
+            if let Some(w) = all.get_mut(&namespace) {
+                w.remove(&name);
+                if w.is_empty() {
+                    all.remove(&namespace);
+                }
+            }
             Ok(existed)
         })
         .await
         .map_err(join_err)?
     }
 
-    /// Recent runs, newest first, optionally of one workflow (records that
-    /// no longer parse are left out).
+    /// Recent runs of `namespace`'s workflows, newest first, optionally of
+    /// one workflow (records that no longer parse are left out).
     pub async fn workflow_runs(
         &self,
+        namespace: String,
         workflow: Option<String>,
         limit: u32,
     ) -> Result<Vec<WorkflowActivation>, Error> {
         self.flush().await;
         let store = self.store.clone();
         let runs = tokio::task::spawn_blocking(move || {
-            store.list_workflow_runs(workflow.as_deref(), limit)
+            store.list_workflow_runs(Some(&namespace), workflow.as_deref(), limit)
         })
         .await
         .map_err(join_err)?
@@ -249,16 +285,22 @@ impl Executor {
                 return Ok(None);
             };
             let steps = store.child_activations(&id)?;
-            Ok(serde_json::from_str(&r.record).ok().map(|rec| (rec, steps)))
+            Ok(serde_json::from_str(&r.record)
+                .ok()
+                .map(|mut rec: WorkflowActivation| {
+                    // The row's namespace is the one access is checked against.
+                    rec.namespace = r.namespace;
+                    (rec, steps)
+                }))
         })
         .await
         .map_err(join_err)?
         .map_err(store_err)
     }
 
-    /// Resolve every step's function and validate: the one path deploys and
-    /// runs share.
-    async fn plan(&self, def: &Workflow) -> Result<Prepared, PlanError> {
+    /// Resolve every step's function in `namespace` and validate: the one
+    /// path deploys and runs share.
+    async fn plan(&self, namespace: &str, def: &Workflow) -> Result<Prepared, PlanError> {
         let mut found: HashMap<FunctionRef, Result<Arc<FunctionHandle>, String>> = HashMap::new();
         for s in &def.steps {
             let f = FunctionRef {
@@ -269,7 +311,7 @@ impl Executor {
             if found.contains_key(&f) {
                 continue;
             }
-            let r = match self.resolve(&f).await {
+            let r = match self.resolve(namespace, &f).await {
                 Ok(h) => Ok(h),
                 Err(e) if e.kind == ErrorKind::NotFound => Err(e.message),
                 Err(e) => return Err(PlanError::Host(e)),
@@ -309,15 +351,14 @@ impl Executor {
         })?;
         let cached = wf.plan.lock().unwrap().clone();
         if let Some(p) = cached
-            && p.plan
-                .steps
-                .iter()
-                .zip(&p.handles)
-                .all(|(s, h)| self.known(&s.function).is_some_and(|k| Arc::ptr_eq(&k, h)))
+            && p.plan.steps.iter().zip(&p.handles).all(|(s, h)| {
+                self.known(&wf.stored.namespace, &s.function)
+                    .is_some_and(|k| Arc::ptr_eq(&k, h))
+            })
         {
             return Ok(p);
         }
-        let p = match self.plan(def).await {
+        let p = match self.plan(&wf.stored.namespace, def).await {
             Ok(p) => Arc::new(p),
             Err(PlanError::Host(e)) => return Err(e),
             Err(PlanError::Invalid(i)) => {
@@ -407,6 +448,7 @@ impl Executor {
         let mut run = Run {
             rec: Some(WorkflowActivation {
                 id: new_activation_id(),
+                namespace: wf.stored.namespace.clone(),
                 workflow: wf.stored.name.clone(),
                 version: wf.stored.version,
                 start_ms: now_ms(),
@@ -1051,6 +1093,7 @@ impl Run<'_> {
         }
         let run = wisp_store::WorkflowRun {
             id: rec.id.clone(),
+            namespace: rec.namespace.clone(),
             workflow: rec.workflow.clone(),
             start_ms: rec.start_ms,
             record: serde_json::to_string(&rec).expect("a record serialises"),

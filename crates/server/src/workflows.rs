@@ -1,14 +1,21 @@
 //! Workflows over HTTP: `PUT/GET/DELETE /v1/workflows/{name}`, the list,
 //! a workflow's runs, and `POST /wf/{name}` to run one (public, like
 //! `/fn`, under the same `Host` check and body limits).
+//!
+//! A workflow belongs to a namespace and its steps are that namespace's
+//! functions. As for functions, the unscoped routes act on the caller's
+//! namespace (`default` for the admin), `/v1/namespaces/{ns}/workflows/...`
+//! names one (`_`: the caller's; a key reaches only its own), and
+//! `/ns/{ns}/wf/{name}` runs another namespace's workflow than `default`'s.
 
+use crate::guard::{Caller, scope};
 use crate::openapi::ApiQuery as Query;
 use crate::{ApiError, AppState};
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,6 +26,20 @@ use wisp_executor::{WorkflowHandle, WorkflowInput};
 use wisp_workflow::Source;
 
 type S = State<Arc<AppState>>;
+type Who = Extension<Caller>;
+
+/// `{name}` of an unscoped route, or `{ns}` and `{name}` of a namespaced one.
+#[derive(Deserialize)]
+pub(crate) struct WfPath {
+    ns: Option<String>,
+    name: String,
+}
+
+/// `{ns}` of a namespaced collection route.
+#[derive(Deserialize)]
+pub(crate) struct NsPath {
+    ns: Option<String>,
+}
 
 fn not_found(name: &str) -> ApiError {
     ApiError::new(ErrorKind::NotFound, format!("workflow {name:?} not found"))
@@ -29,6 +50,7 @@ fn not_found(name: &str) -> ApiError {
 async fn shown(st: &AppState, wf: &WorkflowHandle, full: bool) -> Value {
     let s = wf.stored();
     let mut v = json!({
+        "namespace": s.namespace,
         "name": s.name,
         "version": s.version,
         "created_ms": s.created_ms,
@@ -90,9 +112,11 @@ async fn shown(st: &AppState, wf: &WorkflowHandle, full: bool) -> Value {
 /// `PUT /v1/workflows/{name}`: validate and store a definition.
 pub(crate) async fn deploy(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(WfPath { ns, name }): Path<WfPath>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
     let body = Bytes::from_request(req, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(ErrorKind::PayloadTooLarge, "the definition is too large")
@@ -100,7 +124,7 @@ pub(crate) async fn deploy(
             ApiError::new(ErrorKind::BadRequest, format!("reading body: {e}"))
         }
     })?;
-    let (wf, changed) = st.exec.deploy_workflow(&name, body).await?;
+    let (wf, changed) = st.exec.deploy_workflow(&ns, &name, body).await?;
     let mut v = shown(&st, &wf, true).await;
     v["created"] = json!(changed);
     let status = if changed {
@@ -115,9 +139,14 @@ pub(crate) async fn deploy(
     responses((status = 200, description = "Every workflow: name, version, step count, and `broken` when it can't run now", body = Object),
               (status = 401, response = crate::openapi::Unauthorized),
               (status = 403, response = crate::openapi::Forbidden)))]
-pub(crate) async fn list(State(st): S) -> Result<Response, ApiError> {
+pub(crate) async fn list(
+    State(st): S,
+    Extension(who): Who,
+    Path(NsPath { ns }): Path<NsPath>,
+) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
     let mut out = Vec::new();
-    for wf in st.exec.workflows() {
+    for wf in st.exec.workflows(Some(&ns)) {
         out.push(shown(&st, &wf, false).await);
     }
     Ok(Json(json!({ "workflows": out })).into_response())
@@ -129,8 +158,16 @@ pub(crate) async fn list(State(st): S) -> Result<Response, ApiError> {
               (status = 401, response = crate::openapi::Unauthorized),
               (status = 403, response = crate::openapi::Forbidden),
               (status = 404, response = crate::openapi::NotFound)))]
-pub(crate) async fn get(State(st): S, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let wf = st.exec.workflow(&name).ok_or_else(|| not_found(&name))?;
+pub(crate) async fn get(
+    State(st): S,
+    Extension(who): Who,
+    Path(WfPath { ns, name }): Path<WfPath>,
+) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    let wf = st
+        .exec
+        .workflow(&ns, &name)
+        .ok_or_else(|| not_found(&name))?;
     Ok(Json(shown(&st, &wf, true).await).into_response())
 }
 
@@ -140,8 +177,13 @@ pub(crate) async fn get(State(st): S, Path(name): Path<String>) -> Result<Respon
               (status = 401, response = crate::openapi::Unauthorized),
               (status = 403, response = crate::openapi::Forbidden),
               (status = 404, response = crate::openapi::NotFound)))]
-pub(crate) async fn delete(State(st): S, Path(name): Path<String>) -> Result<Response, ApiError> {
-    if st.exec.remove_workflow(&name).await? {
+pub(crate) async fn delete(
+    State(st): S,
+    Extension(who): Who,
+    Path(WfPath { ns, name }): Path<WfPath>,
+) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    if st.exec.remove_workflow(&ns, &name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_found(&name))
@@ -162,9 +204,11 @@ pub(crate) struct RunsQuery {
               (status = 403, response = crate::openapi::Forbidden)))]
 pub(crate) async fn runs(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(WfPath { ns, name }): Path<WfPath>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::new(
@@ -172,18 +216,27 @@ pub(crate) async fn runs(
             format!("limit must be between 1 and 10000, got {limit}"),
         ));
     }
-    let runs = st.exec.workflow_runs(Some(name), limit).await?;
+    let runs = st.exec.workflow_runs(ns, Some(name), limit).await?;
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
 /// `GET /v1/activations/{id}` for a workflow run: its record plus its
-/// steps' activation records.
-pub(crate) async fn run_record(st: &AppState, id: String) -> Result<Option<Value>, ApiError> {
-    Ok(st.exec.workflow_run(id).await?.map(|(rec, steps)| {
-        let mut v = serde_json::to_value(rec).expect("serialises");
-        v["activations"] = json!(steps);
-        v
-    }))
+/// steps' activation records; `None` for another namespace's run.
+pub(crate) async fn run_record(
+    st: &AppState,
+    who: &Caller,
+    id: String,
+) -> Result<Option<Value>, ApiError> {
+    Ok(st
+        .exec
+        .workflow_run(id)
+        .await?
+        .filter(|(rec, _)| who.may(&rec.namespace))
+        .map(|(rec, steps)| {
+            let mut v = serde_json::to_value(rec).expect("serialises");
+            v["activations"] = json!(steps);
+            v
+        }))
 }
 
 #[derive(Deserialize)]
@@ -191,24 +244,27 @@ pub(crate) struct RunQuery {
     after: Option<String>,
 }
 
-/// `POST /wf/{name}[?after=STEP]`: run a workflow on the request body.
+/// `POST /wf/{name}[?after=STEP]` (`default`'s workflow) or
+/// `POST /ns/{ns}/wf/{name}[?after=STEP]`: run a workflow on the request body.
 /// The answer is the output step's (status, headers, body) with the run's
 /// `Wisp-Activation-Id` and a `Server-Timing` of every step's delay and
 /// run time and the makespan. With `after`, only the steps after that one
 /// run, on the body as its output (the hybrid placement).
 pub(crate) async fn run(
     State(st): S,
-    Path(name): Path<String>,
+    Path(WfPath { ns, name }): Path<WfPath>,
     Query(q): Query<RunQuery>,
     req: Request,
 ) -> Response {
-    run_inner(st, name, q, req)
+    let ns = ns.unwrap_or_else(|| wisp_core::DEFAULT_NAMESPACE.to_string());
+    run_inner(st, ns, name, q, req)
         .await
         .unwrap_or_else(|e| e.into_response())
 }
 
 async fn run_inner(
     st: Arc<AppState>,
+    ns: String,
     name: String,
     q: RunQuery,
     req: Request,
@@ -218,7 +274,7 @@ async fn run_inner(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let wf = st.exec.workflow(&name).ok_or_else(|| {
+    let wf = st.exec.workflow(&ns, &name).ok_or_else(|| {
         st.exec.metrics().error(ErrorKind::NotFound);
         not_found(&name)
     })?;

@@ -1,4 +1,4 @@
-//! Workflows: definitions (table `workflows`, one row per name, versioned
+//! Workflows: definitions (table `workflows`, one row per (namespace, name), versioned
 //! like functions but replaced in place) and run records (table
 //! `workflow_runs`, on the activation connection, pruned with the same
 //! retention). The store keeps definitions and records as JSON text; it
@@ -15,6 +15,8 @@ use wisp_core::{Activation, FunctionVersion};
 /// A stored workflow definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWorkflow {
+    /// The namespace it belongs to (its steps are that namespace's functions).
+    pub namespace: String,
     /// Name.
     pub name: String,
     /// 1-based, increased by every change of the definition.
@@ -34,6 +36,8 @@ pub struct StoredWorkflow {
 pub struct WorkflowRun {
     /// The run's id (32 hex digits).
     pub id: String,
+    /// The workflow's namespace.
+    pub namespace: String,
     /// The workflow's name.
     pub workflow: String,
     /// Start, Unix ms.
@@ -44,40 +48,53 @@ pub struct WorkflowRun {
 
 fn row_to_workflow(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredWorkflow> {
     Ok(StoredWorkflow {
-        name: r.get(0)?,
-        version: r.get(1)?,
-        definition: r.get(2)?,
-        source: r.get(3)?,
-        created_ms: r.get(4)?,
-        updated_ms: r.get(5)?,
+        namespace: r.get(0)?,
+        name: r.get(1)?,
+        version: r.get(2)?,
+        definition: r.get(3)?,
+        source: r.get(4)?,
+        created_ms: r.get(5)?,
+        updated_ms: r.get(6)?,
     })
 }
 
-const WORKFLOW_COLUMNS: &str = "name, version, definition, source, created_ms, updated_ms";
+const WORKFLOW_COLUMNS: &str =
+    "namespace, name, version, definition, source, created_ms, updated_ms";
 
-fn get_workflow(db: &Connection, name: &str) -> Result<Option<StoredWorkflow>> {
+fn get_workflow(db: &Connection, namespace: &str, name: &str) -> Result<Option<StoredWorkflow>> {
     Ok(db
         .query_row(
-            &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1"),
-            [name],
+            &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE namespace = ?1 AND name = ?2"),
+            [namespace, name],
             row_to_workflow,
         )
         .optional()?)
 }
 
+fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRun> {
+    Ok(WorkflowRun {
+        id: r.get(0)?,
+        namespace: r.get(1)?,
+        workflow: r.get(2)?,
+        start_ms: r.get(3)?,
+        record: r.get(4)?,
+    })
+}
+
 impl Store {
-    /// Store `name`'s definition, replacing the current one; returns the
-    /// stored row and whether it changed (false when the canonical
-    /// definition and the source are what is stored already).
+    /// Store `name`'s definition in `namespace`, replacing the current one;
+    /// returns the stored row and whether it changed (false when the
+    /// canonical definition and the source are what is stored already).
     pub fn put_workflow(
         &self,
+        namespace: &str,
         name: &str,
         definition: &str,
         source: &str,
     ) -> Result<(StoredWorkflow, bool)> {
         let mut db = self.db.lock().unwrap();
         let tx = write_tx(&mut db)?;
-        let old = get_workflow(&tx, name)?;
+        let old = get_workflow(&tx, namespace, name)?;
         if let Some(o) = &old
             && o.definition == definition
             && o.source == source
@@ -87,38 +104,42 @@ impl Store {
         let now = now_ms();
         let version = old.as_ref().map_or(1, |o| o.version + 1);
         tx.execute(
-            "INSERT INTO workflows (name, version, definition, source, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT(name) DO UPDATE SET version = excluded.version, definition = excluded.definition,
+            "INSERT INTO workflows (namespace, name, version, definition, source, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(namespace, name) DO UPDATE SET version = excluded.version, definition = excluded.definition,
                  source = excluded.source, updated_ms = excluded.updated_ms",
-            params![name, version, definition, source, now],
+            params![namespace, name, version, definition, source, now],
         )?;
-        let stored = get_workflow(&tx, name)?.expect("just written");
+        let stored = get_workflow(&tx, namespace, name)?.expect("just written");
         tx.commit()?;
         Ok((stored, true))
     }
 
     /// A workflow's stored definition.
-    pub fn get_workflow(&self, name: &str) -> Result<Option<StoredWorkflow>> {
-        get_workflow(&self.db.lock().unwrap(), name)
+    pub fn get_workflow(&self, namespace: &str, name: &str) -> Result<Option<StoredWorkflow>> {
+        get_workflow(&self.db.lock().unwrap(), namespace, name)
     }
 
-    /// Every workflow, by name.
-    pub fn list_workflows(&self) -> Result<Vec<StoredWorkflow>> {
+    /// The workflows of `namespace` (of every namespace when `None`), by
+    /// namespace and name.
+    pub fn list_workflows(&self, namespace: Option<&str>) -> Result<Vec<StoredWorkflow>> {
         let db = self.db.lock().unwrap();
         let mut st = db.prepare(&format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows ORDER BY name"
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE (?1 IS NULL OR namespace = ?1) ORDER BY namespace, name"
         ))?;
-        let rows = st.query_map([], row_to_workflow)?;
+        let rows = st.query_map([namespace], row_to_workflow)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Remove a workflow; false if there was none. Its run records stay
     /// until pruned.
-    pub fn delete_workflow(&self, name: &str) -> Result<bool> {
+    pub fn delete_workflow(&self, namespace: &str, name: &str) -> Result<bool> {
         let mut db = self.db.lock().unwrap();
         let tx = write_tx(&mut db)?;
-        let n = tx.execute("DELETE FROM workflows WHERE name = ?1", [name])?;
+        let n = tx.execute(
+            "DELETE FROM workflows WHERE namespace = ?1 AND name = ?2",
+            [namespace, name],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -131,10 +152,11 @@ impl Store {
         let mut written = 0;
         {
             let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO workflow_runs (id, workflow, start_ms, record) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO workflow_runs (id, namespace, workflow, start_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for r in runs {
-                written += st.execute(params![r.id, r.workflow, r.start_ms, r.record])?;
+                written +=
+                    st.execute(params![r.id, r.namespace, r.workflow, r.start_ms, r.record])?;
             }
         }
         tx.commit()?;
@@ -150,25 +172,21 @@ impl Store {
         )?)
     }
 
-    /// Run records, newest first, optionally of one workflow.
+    /// Run records, newest first, of `namespace` (every namespace's when
+    /// `None`), optionally of one workflow.
     pub fn list_workflow_runs(
         &self,
+        namespace: Option<&str>,
         workflow: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WorkflowRun>> {
         let db = self.acts.lock().unwrap();
         let mut st = db.prepare_cached(
-            "SELECT id, workflow, start_ms, record FROM workflow_runs
-             WHERE (?1 IS NULL OR workflow = ?1) ORDER BY seq DESC LIMIT ?2",
+            "SELECT id, namespace, workflow, start_ms, record FROM workflow_runs
+             WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR workflow = ?2)
+             ORDER BY seq DESC LIMIT ?3",
         )?;
-        let rows = st.query_map(params![workflow, limit], |r| {
-            Ok(WorkflowRun {
-                id: r.get(0)?,
-                workflow: r.get(1)?,
-                start_ms: r.get(2)?,
-                record: r.get(3)?,
-            })
-        })?;
+        let rows = st.query_map(params![namespace, workflow, limit], row_to_run)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -177,16 +195,9 @@ impl Store {
         let db = self.acts.lock().unwrap();
         Ok(db
             .query_row(
-                "SELECT id, workflow, start_ms, record FROM workflow_runs WHERE id = ?1",
+                "SELECT id, namespace, workflow, start_ms, record FROM workflow_runs WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok(WorkflowRun {
-                        id: r.get(0)?,
-                        workflow: r.get(1)?,
-                        start_ms: r.get(2)?,
-                        record: r.get(3)?,
-                    })
-                },
+                row_to_run,
             )
             .optional()?)
     }
@@ -195,33 +206,43 @@ impl Store {
     /// the order they were written.
     pub fn child_activations(&self, parent: &str) -> Result<Vec<Activation>> {
         let db = self.acts.lock().unwrap();
-        let mut st = db.prepare_cached(
-            "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL, parent, step
-             FROM activations WHERE parent = ?1 ORDER BY seq",
-        )?;
+        let mut st = db.prepare_cached(&format!(
+            "SELECT {} FROM activations WHERE parent = ?1 ORDER BY seq",
+            crate::ACTIVATION_COLUMNS_LISTED
+        ))?;
         let rows = st.query_map([parent], crate::row_to_activation)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// One stored version of a function.
-    pub fn version(&self, name: &str, version: u32) -> Result<Option<FunctionVersion>> {
-        get_version(&self.db.lock().unwrap(), name, version)
+    pub fn version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<FunctionVersion>> {
+        get_version(&self.db.lock().unwrap(), namespace, name, version)
     }
 
     /// The newest version of `name` whose module has `digest`
     /// (`sha256:<hex>`).
-    pub fn version_with_digest(&self, name: &str, digest: &str) -> Result<Option<FunctionVersion>> {
+    pub fn version_with_digest(
+        &self,
+        namespace: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<Option<FunctionVersion>> {
         let db = self.db.lock().unwrap();
         let v: Option<u32> = db
             .query_row(
-                "SELECT MAX(version) FROM versions WHERE name = ?1 AND digest = ?2",
-                params![name, digest],
+                "SELECT MAX(version) FROM versions WHERE namespace = ?1 AND name = ?2 AND digest = ?3",
+                params![namespace, name, digest],
                 |r| r.get(0),
             )
             .optional()?
             .flatten();
         match v {
-            Some(v) => get_version(&db, name, v),
+            Some(v) => get_version(&db, namespace, name, v),
             None => Ok(None),
         }
     }
@@ -236,35 +257,44 @@ mod tests {
     fn definitions_are_versioned_replaced_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let (a, created) = s.put_workflow("w", "{\"steps\":[]}", "steps: []").unwrap();
+        let (a, created) = s
+            .put_workflow("default", "w", "{\"steps\":[]}", "steps: []")
+            .unwrap();
         assert!(created);
         assert_eq!(a.version, 1);
-        let (same, created) = s.put_workflow("w", "{\"steps\":[]}", "steps: []").unwrap();
+        let (same, created) = s
+            .put_workflow("default", "w", "{\"steps\":[]}", "steps: []")
+            .unwrap();
         assert!(!created);
         assert_eq!(same, a);
         let (b, created) = s
-            .put_workflow("w", "{\"steps\":[1]}", "steps: [1]")
+            .put_workflow("default", "w", "{\"steps\":[1]}", "steps: [1]")
             .unwrap();
         assert!(created);
         assert_eq!((b.version, b.created_ms), (2, a.created_ms));
-        s.put_workflow("a", "{}", "{}").unwrap();
+        s.put_workflow("default", "a", "{}", "{}").unwrap();
+        // Another namespace's workflow of the same name is another workflow.
+        s.put_workflow("other", "w", "{}", "{}").unwrap();
         let names: Vec<String> = s
-            .list_workflows()
+            .list_workflows(Some("default"))
             .unwrap()
             .into_iter()
             .map(|w| w.name)
             .collect();
         assert_eq!(names, ["a", "w"]);
+        assert_eq!(s.list_workflows(None).unwrap().len(), 3);
+        assert_eq!(s.get_workflow("other", "w").unwrap().unwrap().version, 1);
         drop(s);
         // Durable across a reopen (the same as after a kill: committed rows stay).
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(
-            s.get_workflow("w").unwrap().unwrap().definition,
+            s.get_workflow("default", "w").unwrap().unwrap().definition,
             "{\"steps\":[1]}"
         );
-        assert!(s.delete_workflow("w").unwrap());
-        assert!(!s.delete_workflow("w").unwrap());
-        assert!(s.get_workflow("w").unwrap().is_none());
+        assert!(s.delete_workflow("default", "w").unwrap());
+        assert!(!s.delete_workflow("default", "w").unwrap());
+        assert!(s.get_workflow("default", "w").unwrap().is_none());
+        assert!(s.get_workflow("other", "w").unwrap().is_some());
     }
 
     #[test]
@@ -273,6 +303,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let run = |i: u32, w: &str| WorkflowRun {
             id: format!("{i:032x}"),
+            namespace: if i == 5 { "other" } else { "default" }.into(),
             workflow: w.into(),
             start_ms: i as i64,
             record: format!("{{\"n\":{i}}}"),
@@ -286,8 +317,12 @@ mod tests {
             0,
             "ids are unique"
         );
-        let a = s.list_workflow_runs(Some("a"), 10).unwrap();
+        let a = s.list_workflow_runs(None, Some("a"), 10).unwrap();
         assert_eq!(a.iter().map(|r| r.start_ms).collect::<Vec<_>>(), [4, 2, 0]);
+        let b = s
+            .list_workflow_runs(Some("default"), Some("b"), 10)
+            .unwrap();
+        assert_eq!(b.iter().map(|r| r.start_ms).collect::<Vec<_>>(), [3, 1]);
         assert_eq!(
             s.get_workflow_run(&format!("{:032x}", 3))
                 .unwrap()
@@ -296,10 +331,11 @@ mod tests {
             "{\"n\":3}"
         );
         assert_eq!(s.prune_workflow_runs(2).unwrap(), 4);
-        assert_eq!(s.list_workflow_runs(None, 10).unwrap().len(), 2);
+        assert_eq!(s.list_workflow_runs(None, None, 10).unwrap().len(), 2);
 
         let step = |i: u32, parent: Option<&str>| Activation {
             id: format!("{:032x}", 100 + i),
+            namespace: "default".into(),
             function: "f".into(),
             version: 1,
             start_ms: 0,
@@ -313,6 +349,8 @@ mod tests {
             bytes_out: 0,
             error: None,
             log: Some("log".into()),
+            result: None,
+            meta: None,
             parent: parent.map(str::to_string),
             step: parent.map(|_| format!("s{i}")),
         };
@@ -350,18 +388,22 @@ mod tests {
             s.create_version(crate::tests::nv("f", h, &c)).unwrap();
         }
         assert_eq!(
-            s.version("f", 2).unwrap().unwrap().digest,
+            s.version("default", "f", 2).unwrap().unwrap().digest,
             format!("sha256:{h2}")
         );
-        assert!(s.version("f", 4).unwrap().is_none());
+        assert!(s.version("default", "f", 4).unwrap().is_none());
         let v = s
-            .version_with_digest("f", &format!("sha256:{h1}"))
+            .version_with_digest("default", "f", &format!("sha256:{h1}"))
             .unwrap()
             .unwrap();
         assert_eq!(v.version, 3, "the newest with that digest");
-        assert!(s.version_with_digest("f", "sha256:00").unwrap().is_none());
         assert!(
-            s.version_with_digest("g", &format!("sha256:{h1}"))
+            s.version_with_digest("default", "f", "sha256:00")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.version_with_digest("default", "g", &format!("sha256:{h1}"))
                 .unwrap()
                 .is_none()
         );

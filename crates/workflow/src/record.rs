@@ -22,6 +22,9 @@ use wisp_core::ActivationStatus;
 pub struct WorkflowActivation {
     /// 32 hex digits, time-ordered like activation ids.
     pub id: String,
+    /// The workflow's namespace.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     /// The workflow's name.
     pub workflow: String,
     /// The definition's version that ran.
@@ -117,6 +120,10 @@ pub fn server_timing(a: &WorkflowActivation) -> String {
     s
 }
 
+fn default_namespace() -> String {
+    "default".into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +153,7 @@ mod tests {
         };
         let a = WorkflowActivation {
             id: "1".repeat(32),
+            namespace: "default".into(),
             workflow: "w".into(),
             version: 1,
             start_ms: 0,

@@ -107,6 +107,14 @@ impl WorkflowCommand {
     }
 }
 
+/// Where a workflow of the chosen namespace runs.
+fn wf_path(c: &ClientOpts, name: &str) -> String {
+    match c.namespace.as_deref() {
+        None | Some(wisp_core::DEFAULT_NAMESPACE) => format!("/wf/{name}"),
+        Some(ns) => format!("/ns/{ns}/wf/{name}"),
+    }
+}
+
 fn client(c: &ClientOpts) -> Client {
     Client::new(&c.server, c.token.clone())
 }
@@ -133,7 +141,7 @@ async fn deploy(a: DeployArgs) -> Result<i32> {
     let r = c
         .send(
             Method::PUT,
-            &format!("/v1/workflows/{}", a.name),
+            &a.client.api(&format!("workflows/{}", a.name)),
             &[("content-type", ctype)],
             text,
         )
@@ -177,7 +185,7 @@ async fn deploy(a: DeployArgs) -> Result<i32> {
             }
         );
     }
-    println!("run: {}/wf/{}", c.base(), a.name);
+    println!("run: {}{}", c.base(), wf_path(&a.client, &a.name));
     Ok(0)
 }
 
@@ -194,7 +202,7 @@ async fn run(a: RunArgs) -> Result<i32> {
         }
         Some(d) => d.as_bytes().to_vec(),
     };
-    let mut path = format!("/wf/{}", a.name);
+    let mut path = wf_path(&a.client, &a.name);
     if let Some(s) = &a.after {
         path.push_str(&format!("?after={}", encode(s)));
     }
@@ -239,7 +247,11 @@ async fn run(a: RunArgs) -> Result<i32> {
 }
 
 async fn ls(a: ClientArgs) -> Result<i32> {
-    let v = client(&a.client).get("/v1/workflows").await?.ok()?.json()?;
+    let v = client(&a.client)
+        .get(&a.client.api("workflows"))
+        .await?
+        .ok()?
+        .json()?;
     if a.client.json {
         println!("{v}");
         return Ok(0);
@@ -266,7 +278,7 @@ async fn ls(a: ClientArgs) -> Result<i32> {
 
 async fn show(a: NameArgs) -> Result<i32> {
     let v = client(&a.client)
-        .get(&format!("/v1/workflows/{}", a.name))
+        .get(&a.client.api(&format!("workflows/{}", a.name)))
         .await?
         .ok()?
         .json()?;
@@ -286,7 +298,7 @@ async fn rm(a: NameArgs) -> Result<i32> {
     client(&a.client)
         .send(
             Method::DELETE,
-            &format!("/v1/workflows/{}", a.name),
+            &a.client.api(&format!("workflows/{}", a.name)),
             &[],
             Vec::new(),
         )
@@ -319,7 +331,10 @@ async fn logs(a: LogsArgs) -> Result<i32> {
         }
         (None, Some(n)) => {
             let v = c
-                .get(&format!("/v1/workflows/{n}/runs?limit={}", a.limit))
+                .get(
+                    &a.client
+                        .api(&format!("workflows/{n}/runs?limit={}", a.limit)),
+                )
                 .await?
                 .ok()?
                 .json()?;

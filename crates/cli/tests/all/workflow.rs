@@ -931,3 +931,170 @@ async fn the_cli_deploys_runs_lists_shows_and_removes_workflows() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("no workflows"), "{stdout}");
 }
+
+/// A workflow belongs to a namespace: its steps are that namespace's
+/// functions, it runs at `/ns/{ns}/wf/{name}`, it is managed under the
+/// caller's namespace or `/v1/namespaces/{ns}/workflows`, and a namespace's
+/// key sees only its namespace's workflows and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_belong_to_a_namespace_and_a_key_sees_only_its_own() {
+    const TOKEN: &str = "admin-token-for-workflow-namespaces";
+    let s = Server::with(&["--token", TOKEN], &[]);
+    let admin = s.client_with_token(TOKEN);
+    let mut keys = Vec::new();
+    for ns in ["team-a", "team-b"] {
+        let r = admin
+            .send(
+                Method::POST,
+                "/v1/namespaces",
+                &[("content-type", "application/json")],
+                format!(r#"{{"name":"{ns}"}}"#),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        keys.push(r.json().unwrap()["auth"].as_str().unwrap().to_string());
+    }
+    let (a, b) = (s.client_with_token(&keys[0]), s.client_with_token(&keys[1]));
+    // `echo` only in team-a, `hello` only in default.
+    let r = deploy(&a, "echo", &read_guest("echo"), json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    deploy_guest(&admin, "hello", "hello").await;
+    let one = |f: &str| format!("steps:\n  - {{name: only, function: {f}}}\n");
+
+    // Steps name functions of the workflow's own namespace.
+    let r = put_workflow(&a, "w", &one("hello")).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("only"), "names the step: {}", r.text());
+    let r = put_workflow(&admin, "w", &one("echo")).await;
+    assert_eq!(r.status, 400, "default has no echo: {}", r.text());
+    let v = deploy_workflow(&a, "w", &one("echo")).await;
+    assert_eq!(v["namespace"], "team-a");
+    // The admin reaches team-a's through the namespaced route; default's
+    // `w` is another workflow.
+    let v = get_json(&admin, "/v1/namespaces/team-a/workflows/w").await;
+    assert_eq!(v["plan"][0]["function"], "echo");
+    deploy_workflow(&admin, "w", &one("hello")).await;
+
+    // Runs: /wf/{name} is default's, /ns/{ns}/wf/{name} another namespace's.
+    let r = s
+        .client()
+        .send(Method::POST, "/ns/team-a/wf/w", &[], "ping")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().unwrap()["body"], "ping");
+    let run_a = r.header("wisp-activation-id").unwrap().to_string();
+    let r = run(&s.client(), "w", b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Hello"), "{}", r.text());
+    let r = s
+        .client()
+        .send(Method::POST, "/ns/team-b/wf/w", &[], "ping")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "team-b has no w");
+
+    // Listings are per namespace.
+    let names = |v: Value| -> Vec<String> {
+        v["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}/{}",
+                    w["namespace"].as_str().unwrap(),
+                    w["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(get_json(&a, "/v1/workflows").await), ["team-a/w"]);
+    assert_eq!(
+        names(get_json(&admin, "/v1/workflows").await),
+        ["default/w"]
+    );
+    assert_eq!(
+        names(get_json(&b, "/v1/workflows").await),
+        Vec::<String>::new()
+    );
+    let runs = get_json(&a, "/v1/workflows/w/runs").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs["runs"][0]["id"], run_a.as_str());
+    assert_eq!(runs["runs"][0]["namespace"], "team-a");
+    // The run's record (with its step's) is team-a's: B gets a 404 as for
+    // an id that never was.
+    let rec = get_json(&a, &format!("/v1/activations/{run_a}")).await;
+    assert_eq!(rec["activations"][0]["namespace"], "team-a", "{rec}");
+    assert_eq!(
+        b.get(&format!("/v1/activations/{run_a}"))
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    // B can neither see nor change A's workflow.
+    for (m, path) in [
+        (Method::GET, "/v1/namespaces/team-a/workflows/w"),
+        (Method::DELETE, "/v1/namespaces/team-a/workflows/w"),
+        (Method::GET, "/v1/namespaces/team-a/workflows"),
+        (Method::GET, "/v1/namespaces/team-a/workflows/w/runs"),
+        (Method::PUT, "/v1/namespaces/team-a/workflows/x"),
+    ] {
+        let r = b
+            .send(
+                m.clone(),
+                path,
+                &[("content-type", "application/yaml")],
+                one("echo"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status.as_u16(), error_code(&r)),
+            (403, "forbidden".into()),
+            "{m} {path}"
+        );
+    }
+    assert_eq!(b.get("/v1/workflows/w").await.unwrap().status, 404);
+    assert_eq!(
+        b.send(Method::DELETE, "/v1/workflows/w", &[], Vec::new())
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    // Removing the namespace removes its workflows, and a restart brings
+    // back the others keyed as they were.
+    let r = admin
+        .send(Method::DELETE, "/v1/namespaces/team-a", &[], Vec::new())
+        .await
+        .unwrap();
+    assert!(r.status.is_success(), "{}", r.text());
+    let r = s
+        .client()
+        .send(Method::POST, "/ns/team-a/wf/w", &[], "ping")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let mut s = s;
+    s.kill9_and_restart();
+    let admin = s.client_with_token(TOKEN);
+    assert_eq!(
+        names(get_json(&admin, "/v1/workflows").await),
+        ["default/w"]
+    );
+    let b = s.client_with_token(&keys[1]);
+    let r = deploy(&b, "echo", &read_guest("echo"), json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    deploy_workflow(&b, "w", &one("echo")).await;
+    let r = s
+        .client()
+        .send(Method::POST, "/ns/team-b/wf/w", &[], "pong")
+        .await
+        .unwrap();
+    assert_eq!(r.json().unwrap()["body"], "pong");
+}
