@@ -7,6 +7,9 @@
 // Measured, all in ms on the page's clock:
 //   cold     a fresh runner each time (no compiled module, no worker): load
 //            (fetch + hash + compile) of the steps' modules, then the run;
+//   coldCached  the same with the IndexedDB module cache filled by an earlier
+//            runner (the browser's counterpart of AOT artifacts; Chromium
+//            stores the capped bytes, not the Module, so it still compiles);
 //   warm     per payload, runs on a warmed runner (modules compiled, workers up):
 //            makespan and each step's delay, hand-off and run;
 //   hybrid   per payload, the steps up to `hybridUntil` in the page, the rest
@@ -89,8 +92,9 @@ try {
   await page.evaluate(
     async ({ base, functions, concurrency }) => {
       const { WorkflowRunner } = await import('../src/workflow.js');
-      window.mk = () => {
-        const runner = new wisp.WispRunner({ cache: false, maxWorkers: Math.max(concurrency, 2) });
+      window.mk = (cached = false) => {
+        const cache = cached ? new wisp.ModuleCache('wisp-bench-workflow') : false;
+        const runner = new wisp.WispRunner({ cache, maxWorkers: Math.max(concurrency, 2) });
         const flows = new WorkflowRunner(runner, { functions: Object.fromEntries(functions.map((f) => [f, `${base}/wasm/${f}.wasm`])) });
         return { runner, flows };
       };
@@ -122,8 +126,34 @@ try {
         const loaded = performance.now();
         const res = await flows.run(def, window.inputs[p]);
         const done = performance.now();
+        const compiles = runner.stats().compiles;
         runner.close();
-        return { loadMs: loaded - t0, runMs: done - loaded, totalMs: done - t0, status: res.status, makespanMs: res.record.makespanMs };
+        return { loadMs: loaded - t0, runMs: done - loaded, totalMs: done - t0, status: res.status, makespanMs: res.record.makespanMs, compiles };
+      }, { def: cfg.def, p: cfg.payloads[0] }),
+    );
+  }
+
+  // Cold with the IndexedDB cache: one runner fills it, then fresh runners
+  // load from it (fetch and hash still run: the cache is keyed by the digest).
+  log(`cold with the IndexedDB cache x${cfg.coldRuns}`);
+  await page.evaluate(async ({ def }) => {
+    const { runner, flows } = window.mk(true);
+    await flows.load(def);
+    runner.close();
+  }, { def: cfg.def });
+  result.coldCached = [];
+  for (let i = 0; i < cfg.coldRuns; i++) {
+    result.coldCached.push(
+      await page.evaluate(async ({ def, p }) => {
+        const { runner, flows } = window.mk(true);
+        const t0 = performance.now();
+        await flows.load(def);
+        const loaded = performance.now();
+        const res = await flows.run(def, window.inputs[p]);
+        const done = performance.now();
+        const compiles = runner.stats().compiles;
+        runner.close();
+        return { loadMs: loaded - t0, runMs: done - loaded, totalMs: done - t0, status: res.status, makespanMs: res.record.makespanMs, compiles };
       }, { def: cfg.def, p: cfg.payloads[0] }),
     );
   }
