@@ -463,6 +463,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         let e = edge_sweep.map_or(f64::NAN, |m| median(&makespans(m, &p)));
         let b = median(&browser_warm(&p));
         let h = median(&browser_hybrid(&p));
+        let hand: Vec<f64> = cloud_sweep[&p]
+            .1
+            .iter()
+            .flat_map(|r| r.steps.iter().skip(1).map(|s| s.handoff_us as f64))
+            .collect();
         for (i, v) in [c, e, b, h].into_iter().enumerate() {
             if v.is_finite() {
                 series[i].1.push((raw.max(1.0) / 1024.0, v));
@@ -481,6 +486,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 "–".into()
             },
             num(h),
+            num(median(&hand)),
         ]);
     }
     sec.para(&format!(
@@ -491,7 +497,9 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          Web Worker, buffers transferred. *Hybrid*: decode and gray in the page, the gray frame POSTed to the cloud \
          server's `/wf/{NAME}?after=gray` (edges and summary there). Makespans are the engines' own (server: \
          `Server-Timing: makespan`, from the input read to the output step's end; browser: the runner's, from the call to \
-         the output), medians over the warm runs (after 2 unmeasured ones).",
+         the output), medians over the warm runs (after 2 unmeasured ones). *Cloud hand-off*: the engine's part of \
+         each step's delay after the first (the last input's end → the step called), median over steps 2–4: a step's \
+         input is the producer's output buffer, shared, so it should not grow with the frame.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         match &edge {
             Ok((_, _, c, _)) => format!("checked: `Cpus_allowed_list` {}, memory limit {}", c.cpus_allowed, bytes(c.memory_limit as f64)),
@@ -509,6 +517,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             "browser ms",
             "browser / cloud",
             "hybrid ms",
+            "cloud hand-off µs",
         ],
         &rows,
     ));
