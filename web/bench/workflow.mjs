@@ -3,7 +3,7 @@
 // browser runner in Debian's headless Chromium (playwright-core). Prints one
 // JSON object on stdout. Config (argv[2], JSON):
 //   {wispPort, workflow, def, payloads: ['16k', ...], runs: {label: n},
-//    coldRuns, concurrency, seconds, hybridUntil}
+//    coldRuns, concurrency, seconds, hybridUntil, limits: {memoryBytes, ...}}
 // Measured, all in ms on the page's clock:
 //   cold     a fresh runner each time (no compiled module, no worker): load
 //            (fetch + hash + compile) of the steps' modules, then the run;
@@ -90,17 +90,21 @@ try {
   await page.waitForFunction(() => window.ready === true);
   const functions = [...new Set(cfg.def.steps.map((s) => s.function))];
   await page.evaluate(
-    async ({ base, functions, concurrency }) => {
+    async ({ base, functions, concurrency, limits }) => {
       const { WorkflowRunner } = await import('../src/workflow.js');
       window.mk = (cached = false) => {
         const cache = cached ? new wisp.ModuleCache('wisp-bench-workflow') : false;
         const runner = new wisp.WispRunner({ cache, maxWorkers: Math.max(concurrency, 2) });
-        const flows = new WorkflowRunner(runner, { functions: Object.fromEntries(functions.map((f) => [f, `${base}/wasm/${f}.wasm`])) });
+        const flows = new WorkflowRunner(runner, {
+          functions: Object.fromEntries(functions.map((f) => [f, `${base}/wasm/${f}.wasm`])),
+          // The limits the bench deploys the functions with on the servers.
+          limits: Object.fromEntries(functions.map((f) => [f, limits])),
+        });
         return { runner, flows };
       };
       window.inputs = {};
     },
-    { base: site.url, functions, concurrency: cfg.concurrency },
+    { base: site.url, functions, concurrency: cfg.concurrency, limits: cfg.limits ?? {} },
   );
   for (const p of cfg.payloads) {
     await page.evaluate(async ({ base, p }) => {

@@ -301,9 +301,13 @@ async fn browser(
         return Err("web/node_modules is missing (cd web && npm ci)".into());
     }
     let runs: BTreeMap<&str, usize> = payloads.iter().map(|p| (*p, runs(ctx, p))).collect();
+    let c = &config()["limits"];
     let cfg = json!({"wispPort": wisp_port, "workflow": NAME, "def": def, "payloads": payloads, "runs": runs,
                      "coldRuns": ctx.pick(1, 5), "concurrency": CONCURRENCY, "seconds": ctx.pick(2, 10),
-                     "hybridUntil": "gray"});
+                     "hybridUntil": "gray",
+                     // The functions' limits on the servers (config()), in the runner's names.
+                     "limits": {"memoryBytes": c["memory_bytes"], "timeoutMs": c["timeout_ms"],
+                                "maxBodyBytes": c["max_body_bytes"], "maxResponseBytes": c["max_response_bytes"]}});
     ctx.progress("workflow: browser arm (headless Chromium)");
     let out = tokio::time::timeout(
         Duration::from_secs(ctx.pick(300, 1800)),
