@@ -32,6 +32,7 @@ export const DEFAULT_LIMITS = Object.freeze({
 /** HTTP status of each error code, as the server answers it. */
 const STATUS = {
   bad_request: 400,
+  cancelled: 499,
   payload_too_large: 413,
   timeout: 504,
   trap: 500,
@@ -277,7 +278,10 @@ export class WispRunner {
    * @param {string|object|Array} [req.query] raw query string, or pairs to encode
    * @param {object|Array|Headers} [req.headers]
    * @param {string|ArrayBuffer|ArrayBufferView} [req.body]
-   * @param {boolean} [req.transfer] hand the body's ArrayBuffer to the worker (zero copy; it is detached here)
+   * @param {boolean} [req.transfer] hand the body's ArrayBuffer to the worker (zero copy; it is
+   *   detached here, with every other view of it)
+   * @param {AbortSignal} [req.signal] stops the invocation: its worker is terminated and it
+   *   resolves as a 499 `cancelled` error (a workflow whose other step failed)
    * @param {object|Array} [req.env] the function's own env (wins over query parameters)
    * @param {string} [req.name]    function name (SCRIPT_NAME=/fn/NAME, argv[0])
    * @param {Partial<typeof DEFAULT_LIMITS>} [req.limits]
@@ -293,7 +297,7 @@ export class WispRunner {
     if (path !== '' && !path.startsWith('/')) throw new WispError('bad_request', `path must be empty or start with "/": ${path}`);
     const query = queryString(req.query);
     const method = req.method ?? (body.length > 0 || req.body !== undefined ? 'POST' : 'GET');
-    const base = { function: { name, sha256: fn.sha256 }, log: '', logTruncated: false };
+    const base = { function: { name, sha256: fn.sha256 }, log: '', logTruncated: false, bytesIn: body.length };
     if (body.length > limits.maxBodyBytes) {
       return errorResponse('payload_too_large', `request body exceeds the function's ${limits.maxBodyBytes}-byte limit`, {
         ...base,
@@ -314,10 +318,12 @@ export class WispRunner {
       },
       envPairs(req.env),
     );
-    // The worker owns stdin from here: the caller's buffer when it gives it up,
-    // else one copy.
-    const whole = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
-    const stdin = req.transfer && whole ? body.buffer : body.slice().buffer;
+    // The worker owns stdin from here: the caller's buffer when it gives it up
+    // (the worker reads the body's range of it), else one copy.
+    const given = req.transfer && body.buffer instanceof ArrayBuffer;
+    const stdin = given ? body.buffer : body.slice().buffer;
+    const stdinOffset = given ? body.byteOffset : 0;
+    const stdinLength = body.byteLength;
 
     await this._acquire();
     const started = now();
@@ -337,12 +343,19 @@ export class WispRunner {
       args: [name],
       env: env.map(([k, v]) => `${k}=${v}`),
       stdin,
+      stdinOffset,
+      stdinLength,
       memoryBytes: limits.memoryBytes,
       maxResponseBytes: limits.maxResponseBytes,
       maxLogBytes: limits.maxLogBytes,
     };
     const outcome = await new Promise((resolve) => {
       const timer = setTimeout(() => resolve({ timeout: true }), limits.timeoutMs);
+      if (req.signal?.aborted) resolve({ cancelled: true });
+      req.signal?.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve({ cancelled: true });
+      });
       worker.onmessage = ({ data }) => {
         if (data.id !== id) return;
         clearTimeout(timer);
@@ -358,9 +371,12 @@ export class WispRunner {
     worker.onmessage = worker.onerror = null;
     const t = { t0, loaded, fn, started, workerReady, ended };
 
-    if (outcome.timeout || outcome.crashed) {
+    if (outcome.timeout || outcome.crashed || outcome.cancelled) {
       this._kill(worker);
       this._release(null);
+      if (outcome.cancelled) {
+        return errorResponse('cancelled', 'the invocation was stopped by its caller', { ...base, timings: timings(t) });
+      }
       if (outcome.crashed) {
         return errorResponse('internal', `the worker failed: ${outcome.crashed}`, { ...base, timings: timings(t) });
       }
@@ -388,6 +404,7 @@ export class WispRunner {
       status: d.head.status,
       headers: servedHeaders(d.head.headers),
       body: new Uint8Array(d.stdout, d.head.bodyOffset),
+      guestHeaders: d.head.headers,
       ...extra,
     };
   }
@@ -487,6 +504,9 @@ function timings({ t0, loaded, fn, started, workerReady, ended, at }) {
     r.instantiateMs = at.instantiated - at.instantiateStart;
     r.runMs = at.ended - at.instantiated;
     r.pickupMs = local(at.pickedUp) - workerReady;
+    // The guest's own code, on this page's clock (workflows' delays).
+    r.guestStart = local(at.instantiated);
+    r.guestEnd = local(at.ended);
   }
   return r;
 }

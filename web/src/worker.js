@@ -43,12 +43,20 @@ class Sink {
 
 const now = () => performance.timeOrigin + performance.now();
 
+/** stdin: the body's range of the transferred buffer, without a copy (the
+ * shim's File constructor copies a Uint8Array it is given). */
+function stdinFile(job) {
+  const f = new File(new ArrayBuffer(0), { readonly: true });
+  f.data = new Uint8Array(job.stdin, job.stdinOffset ?? 0, job.stdinLength ?? job.stdin.byteLength);
+  return f;
+}
+
 self.onmessage = async ({ data: job }) => {
   const pickedUp = now();
   const stdout = new Sink(job.maxResponseBytes, false);
   const stderr = new Sink(job.maxLogBytes, true);
   const fds = [
-    new OpenFile(new File(job.stdin, { readonly: true })),
+    new OpenFile(stdinFile(job)),
     new ConsoleStdout((b) => stdout.write(b)),
     new ConsoleStdout((b) => stderr.write(b)),
   ];

@@ -35,16 +35,41 @@ export function wispBin() {
 
 const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.html': 'text/html', '.wasm': 'application/wasm' };
 
-/** Serves /web/* from web/ and /wasm/* from the guests; counts requests per path. */
+/**
+ * Serves /web/* from web/, /wasm/* from the guests and /inputs/* from the
+ * generated inputs; counts requests per path. With `proxyTo(port)`, /wf/*
+ * goes to a wisp server on that port, so a page reaches it from its own
+ * origin (wisp sends no CORS headers; a deployment puts both behind one
+ * origin the same way).
+ */
 export async function startStatic() {
   const hits = new Map();
+  let proxyPort = null;
+  const roots = { '/web/': WEB, '/wasm/': GUESTS, '/inputs/': INPUTS };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     hits.set(url.pathname, (hits.get(url.pathname) ?? 0) + 1);
+    if (url.pathname.startsWith('/wf/') && proxyPort) {
+      const up = http.request(
+        { host: '127.0.0.1', port: proxyPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${proxyPort}` } },
+        (r) => {
+          res.writeHead(r.statusCode, r.headers);
+          r.pipe(res);
+        },
+      );
+      up.on('error', (e) => res.writeHead(502).end(String(e)));
+      req.pipe(up);
+      return;
+    }
     let file = null;
-    if (url.pathname.startsWith('/web/')) file = path.join(WEB, url.pathname.slice(5));
-    else if (url.pathname.startsWith('/wasm/')) file = path.join(GUESTS, url.pathname.slice(6));
-    if (!file || !file.startsWith(url.pathname.startsWith('/web/') ? WEB : GUESTS) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+    let root = null;
+    for (const [prefix, dir] of Object.entries(roots)) {
+      if (url.pathname.startsWith(prefix)) {
+        root = dir;
+        file = path.join(dir, decodeURIComponent(url.pathname.slice(prefix.length)));
+      }
+    }
+    if (!file || !file.startsWith(root) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
       res.writeHead(404).end('not found');
       return;
     }
@@ -55,7 +80,14 @@ export async function startStatic() {
     fs.createReadStream(file).pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}`, hits, close: () => server.close() };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    hits,
+    proxyTo(port) {
+      proxyPort = port;
+    },
+    close: () => server.close(),
+  };
 }
 
 /** `wisp serve --listen 127.0.0.1:0` with a fresh home; killed by close(). */
@@ -95,6 +127,15 @@ export async function startWisp() {
     /** One request; returns the reply and the exact header list the server received. */
     async invoke(name, { method = 'GET', path: sub = '', query = '', headers = [], body } = {}) {
       return raw(port, method, `/fn/${name}${sub}${query ? '?' + query : ''}`, headers, body);
+    },
+    /** PUT a workflow definition (YAML or JSON text); returns the stored view. */
+    async deployWorkflow(name, text) {
+      const r = await raw(port, 'PUT', `/v1/workflows/${name}`, [['content-type', 'application/yaml']], Buffer.from(text));
+      if (r.status >= 300) throw new Error(`deploy workflow ${name}: ${r.status} ${r.body}`);
+      return JSON.parse(r.body.toString());
+    },
+    async runWorkflow(name, body, headers = [], query = '') {
+      return raw(port, 'POST', `/wf/${name}${query ? '?' + query : ''}`, headers, body ?? Buffer.alloc(0));
     },
     async activation(id) {
       const r = await raw(port, 'GET', `/v1/activations/${id}`, []);

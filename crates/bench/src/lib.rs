@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod containerd;
+pub mod edge;
 pub mod http;
 pub mod images;
 pub mod invoker;
@@ -59,6 +60,10 @@ pub enum Scenario {
     /// Not part of the default set (needs root, containerd and runc for
     /// the baseline).
     OpenWhisk,
+    /// One workflow in a browser, on an edge-sized node and on the cloud
+    /// node. Not part of the default set (needs Chromium and node; the edge
+    /// arm needs root for its cgroup).
+    Workflow,
 }
 
 impl Scenario {
@@ -74,6 +79,7 @@ impl Scenario {
         Scenario::Chaos,
         Scenario::Containerd,
         Scenario::OpenWhisk,
+        Scenario::Workflow,
     ];
 
     /// Scenarios that run only when named: `chaos` kills servers, opens
@@ -82,7 +88,7 @@ impl Scenario {
     pub fn opt_in(self) -> bool {
         matches!(
             self,
-            Scenario::Chaos | Scenario::Containerd | Scenario::OpenWhisk
+            Scenario::Chaos | Scenario::Containerd | Scenario::OpenWhisk | Scenario::Workflow
         )
     }
 
@@ -105,6 +111,7 @@ impl Scenario {
             Scenario::Chaos => "chaos",
             Scenario::Containerd => "containerd",
             Scenario::OpenWhisk => "openwhisk",
+            Scenario::Workflow => "workflow",
         }
     }
 }

@@ -19,13 +19,26 @@ pub struct WispServer {
     bin: PathBuf,
     args: Vec<String>,
     http: Http,
+    /// The cgroup it runs in, if constrained like an edge node.
+    edge: Option<std::sync::Arc<crate::edge::EdgeNode>>,
 }
 
 impl WispServer {
     /// Start `bin serve` on a free port with `--home home` and `args`.
     pub fn start(bin: &Path, home: &Path, args: &[&str]) -> Result<WispServer> {
+        WispServer::start_in(bin, home, args, None)
+    }
+
+    /// [`WispServer::start`] inside `edge` (joined before exec; restarts
+    /// stay in it).
+    pub fn start_in(
+        bin: &Path,
+        home: &Path,
+        args: &[&str],
+        edge: Option<std::sync::Arc<crate::edge::EdgeNode>>,
+    ) -> Result<WispServer> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, url) = spawn(bin, home, &args)?;
+        let (child, url) = spawn(bin, home, &args, edge.as_deref())?;
         Ok(WispServer {
             child,
             url,
@@ -33,6 +46,7 @@ impl WispServer {
             bin: bin.to_path_buf(),
             args,
             http: Http::new(true),
+            edge,
         })
     }
 
@@ -44,7 +58,7 @@ impl WispServer {
     /// Stop (SIGTERM, then SIGKILL after 10 s) and start again on the same home.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        let (child, url) = spawn(&self.bin, &self.home, &self.args)?;
+        let (child, url) = spawn(&self.bin, &self.home, &self.args, self.edge.as_deref())?;
         self.child = child;
         self.url = url;
         // Old pooled connections point at the dead process.
@@ -70,7 +84,7 @@ impl WispServer {
     /// child stays, and `respawn` may be called again.
     pub fn respawn(&mut self) -> Result<()> {
         let _ = self.child.wait();
-        let (child, url) = spawn(&self.bin, &self.home, &self.args)?;
+        let (child, url) = spawn(&self.bin, &self.home, &self.args, self.edge.as_deref())?;
         self.child = child;
         self.url = url;
         self.http = Http::new(true);
@@ -168,14 +182,27 @@ impl Drop for WispServer {
 /// How long `wisp serve` may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn spawn(bin: &Path, home: &Path, args: &[String]) -> Result<(Child, String)> {
+fn spawn(
+    bin: &Path,
+    home: &Path,
+    args: &[String],
+    edge: Option<&crate::edge::EdgeNode>,
+) -> Result<(Child, String)> {
     std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
     let log_path = home.with_extension("log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)?;
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if let Some(e) = edge {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the hook only makes async-signal-safe syscalls.
+        unsafe {
+            cmd.pre_exec(e.join_hook());
+        }
+    }
+    let mut child = cmd
         .arg("serve")
         .arg("--listen")
         .arg("127.0.0.1:0")

@@ -527,6 +527,12 @@ pub struct Activation {
     /// response status, annotations, cause, the action's version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Value>,
+    /// For a workflow step: the id of the workflow run it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For a workflow step: the step's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// Why an invocation failed, as seen by clients. Each kind maps to one HTTP
@@ -561,6 +567,8 @@ pub enum ErrorKind {
     Conflict,
     /// A bug or I/O failure on the host side.
     Internal,
+    /// A workflow step's function answered with an error status (4xx/5xx).
+    StepFailed,
 }
 
 impl ErrorKind {
@@ -581,6 +589,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
+            ErrorKind::StepFailed => "step_failed",
         }
     }
     /// HTTP status for this kind.
@@ -598,10 +607,11 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
             ErrorKind::Internal => 500,
+            ErrorKind::StepFailed => 502,
         }
     }
     /// All kinds, for metrics.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NotFound,
         ErrorKind::BadRequest,
         ErrorKind::PayloadTooLarge,
@@ -616,6 +626,7 @@ impl ErrorKind {
         ErrorKind::MethodNotAllowed,
         ErrorKind::Conflict,
         ErrorKind::Internal,
+        ErrorKind::StepFailed,
     ];
 }
 

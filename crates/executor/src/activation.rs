@@ -16,6 +16,8 @@ use wisp_core::{Activation, ActivationStatus, ErrorKind};
 
 pub(crate) enum Msg {
     Record(Activation),
+    /// A workflow run's record.
+    Run(wisp_store::WorkflowRun),
     Flush(oneshot::Sender<()>),
 }
 
@@ -29,7 +31,11 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn send(&self, rec: Activation) {
-        if self.tx.try_send(Msg::Record(rec)).is_err() {
+        self.send_msg(Msg::Record(rec));
+    }
+
+    pub(crate) fn send_msg(&self, msg: Msg) {
+        if self.tx.try_send(msg).is_err() {
             self.metrics.activations_dropped.fetch_add(1, Relaxed);
         }
     }
@@ -64,7 +70,12 @@ pub(crate) fn log_text(stderr: &[u8], truncated: bool) -> Option<String> {
     Some(s)
 }
 
-const CLIENT_GONE: &str = "the client went away before the response was complete";
+pub(crate) const CLIENT_GONE: &str = "the client went away before the response was complete";
+
+/// Why the activations of a group (a workflow run's steps) that are still
+/// unfinished were stopped; unset, a dropped draft says the client went
+/// away.
+pub(crate) type CancelReason = Arc<std::sync::OnceLock<String>>;
 
 /// An activation being recorded.
 pub(crate) struct Draft {
@@ -72,6 +83,7 @@ pub(crate) struct Draft {
     t0: Instant,
     fm: Arc<FunctionMetrics>,
     recorder: Recorder,
+    cancel: Option<CancelReason>,
 }
 
 impl Draft {
@@ -101,11 +113,23 @@ impl Draft {
                 log: None,
                 result: None,
                 meta: None,
+                parent: None,
+                step: None,
             }),
             t0: Instant::now(),
             fm,
             recorder,
+            cancel: None,
         }
+    }
+
+    /// A workflow step: tie the record to its run, and say why it stopped
+    /// if it is dropped unfinished.
+    pub(crate) fn link(&mut self, parent: &str, step: &str, cancel: CancelReason) {
+        let r = self.rec();
+        r.parent = Some(parent.to_string());
+        r.step = Some(step.to_string());
+        self.cancel = Some(cancel);
     }
 
     fn rec(&mut self) -> &mut Activation {
@@ -232,7 +256,8 @@ impl Drop for Draft {
     fn drop(&mut self) {
         if let Some(mut rec) = self.rec.take() {
             rec.status = ActivationStatus::Cancelled;
-            rec.error = Some(CLIENT_GONE.into());
+            let reason = self.cancel.as_ref().and_then(|c| c.get());
+            rec.error = Some(reason.map_or(CLIENT_GONE, |r| r.as_str()).into());
             rec.run_us = rec.run_us.max(
                 self.t0
                     .elapsed()

@@ -75,10 +75,67 @@ impl NodeLimits {
 pub struct Admitted {
     _function: OwnedSemaphorePermit,
     /// Request-body bytes reserved from the node's budget.
-    body_bytes: usize,
+    body: Buffered,
     running: Option<Arc<FunctionMetrics>>,
     /// Holds one of its instance slots.
     node: Arc<NodeLimits>,
+}
+
+/// Bytes held in host memory on behalf of a request (its body, or a
+/// workflow's input and step outputs), reserved from the node's buffer
+/// budget (`--max-buffered-body`) and given back when this drops.
+pub struct Buffered {
+    node: Arc<NodeLimits>,
+    bytes: usize,
+}
+
+impl Buffered {
+    pub(crate) fn new(node: &Arc<NodeLimits>) -> Buffered {
+        Buffered {
+            node: node.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Reserve `n` more bytes; a 503 when the node's budget is spent.
+    pub(crate) fn take(&mut self, n: usize) -> Result<(), Error> {
+        if !self.node.body_bytes.try_take(n) {
+            return Err(Error::retry(
+                ErrorKind::Unavailable,
+                format!(
+                    "the node's request-buffer budget ({} bytes) is in use; retry shortly",
+                    self.node.body_bytes.max
+                ),
+            ));
+        }
+        self.bytes += n;
+        Ok(())
+    }
+
+    /// Read a whole body of at most `max` bytes, reserving each chunk
+    /// before it is kept.
+    pub(crate) async fn collect(&mut self, body: GuestBody, max: u64) -> Result<Bytes, Error> {
+        let mut body = http_body_util::Limited::new(body, max as usize);
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(body_error)?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            self.take(data.len())?;
+            buf.extend_from_slice(&data);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        self.node.body_bytes.give(self.bytes);
+    }
 }
 
 /// Counts one request in the function's queue gauge while it lives.
@@ -139,7 +196,7 @@ pub(crate) async fn admit(h: &FunctionHandle, node: &Arc<NodeLimits>) -> Result<
     }
     Ok(Admitted {
         _function: function,
-        body_bytes: 0,
+        body: Buffered::new(node),
         running: None,
         node: node.clone(),
     })
@@ -158,29 +215,7 @@ impl Admitted {
     /// chunk against the node's request-buffer budget first; the bytes stay
     /// reserved until this guard drops (the guest reads them until it ends).
     pub(crate) async fn collect_body(&mut self, body: GuestBody, max: u64) -> Result<Bytes, Error> {
-        let mut body = http_body_util::Limited::new(body, max as usize);
-        let mut buf = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(body_error)?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
-            }
-            if !self.node.body_bytes.try_take(data.len()) {
-                return Err(Error::retry(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "the node's request-buffer budget ({} bytes) is in use; retry shortly",
-                        self.node.body_bytes.max
-                    ),
-                ));
-            }
-            self.body_bytes += data.len();
-            buf.extend_from_slice(&data);
-        }
-        Ok(buf.freeze())
+        self.body.collect(body, max).await
     }
 }
 
@@ -203,7 +238,6 @@ impl Drop for Admitted {
         if let Some(m) = self.running.take() {
             m.running.fetch_sub(1, Relaxed);
         }
-        self.node.body_bytes.give(self.body_bytes);
         self.node.instances.give(1);
     }
 }

@@ -82,7 +82,15 @@ impl Executor {
         draft.bytes_in(call.stdin.len() as u64);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = self.run_guest(h, ready.loaded, call.env, call.stdin).await;
+        let result = self
+            .run_guest(
+                h,
+                ready.loaded,
+                call.env,
+                call.stdin,
+                &h.version.config.limits,
+            )
+            .await;
         let run = t_run.elapsed();
         drop(ready.admitted);
         let record = match &result {

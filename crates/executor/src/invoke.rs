@@ -4,7 +4,7 @@
 //! copying them.
 
 use crate::Executor;
-use crate::activation::{Draft, PendingRecord, log_text};
+use crate::activation::{CancelReason, Draft, PendingRecord, log_text};
 use crate::admission::{Admitted, admit, body_error};
 use crate::error::{Error, run_error};
 use crate::table::FunctionHandle;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use wisp_core::ErrorKind;
+use wisp_core::{ErrorKind, Limits};
 use wisp_runtime::{CgiRequest, GuestBody, HttpInvocation, Invocation, Loaded, RunError};
 
 /// One HTTP request, reduced to what the ABIs need.
@@ -98,9 +98,22 @@ pub struct Response {
     pub wait: Duration,
     /// Load time (zero when warm).
     pub init: Duration,
-    /// Instantiate + run time.
+    /// Instantiate + run time (to the response head, for a component).
     pub run: Duration,
+    /// Of `run`: creating the instance.
+    pub instantiate: Duration,
+    /// When the guest's own code started.
+    pub guest_start: Instant,
+    /// When the guest's code ended, if it has (a command module's has; a
+    /// component's body may still be streaming).
+    pub guest_end: Option<Instant>,
+    /// A component instance still running behind a streamed body.
+    pub(crate) instance: Option<tokio::task::AbortHandle>,
 }
+
+/// Ties an activation to a workflow run: (run id, step name, why unfinished
+/// steps stopped).
+pub(crate) type Link<'a> = (&'a str, &'a str, CancelReason);
 
 /// What the stages before running hand to an ABI.
 pub(crate) struct Ready<'h> {
@@ -116,6 +129,18 @@ impl Executor {
     /// is an [`Error`] with a kind. Cancel-safe: dropping the future stops
     /// the guest, releases every slot and records a cancelled activation.
     pub async fn invoke(&self, h: &Arc<FunctionHandle>, req: Request) -> Result<Response, Error> {
+        self.invoke_as(h, req, &h.version.config.limits, None).await
+    }
+
+    /// [`Executor::invoke`] under `limits` (a workflow step's, never above
+    /// the function's own), its record tied to a workflow run by `link`.
+    pub(crate) async fn invoke_as(
+        &self,
+        h: &Arc<FunctionHandle>,
+        req: Request,
+        limits: &Limits,
+        link: Option<Link<'_>>,
+    ) -> Result<Response, Error> {
         let mut draft = Draft::start(
             &h.version.namespace,
             &h.version.name,
@@ -123,13 +148,16 @@ impl Executor {
             h.metrics.clone(),
             self.recorder.clone(),
         );
+        if let Some((parent, step, cancel)) = link {
+            draft.link(parent, step, cancel);
+        }
         let ready = match self.prepare(h, &mut draft).await {
             Ok(r) => r,
             Err(e) => return Err(draft.fail(e)),
         };
         match ready.loaded {
-            Loaded::Command(_) => self.run_command(h, req, ready, draft).await,
-            Loaded::Http(_) => self.run_http(h, req, ready, draft).await,
+            Loaded::Command(_) => self.run_command(h, req, limits, ready, draft).await,
+            Loaded::Http(_) => self.run_http(h, req, limits, ready, draft).await,
         }
     }
 
@@ -161,10 +189,10 @@ impl Executor {
         &self,
         h: &Arc<FunctionHandle>,
         req: Request,
+        limits: &Limits,
         mut ready: Ready<'_>,
         mut draft: Draft,
     ) -> Result<Response, Error> {
-        let limits = &h.version.config.limits;
         let body = match req.body {
             RequestBody::Full(b) => b,
             RequestBody::Stream(s) => {
@@ -189,12 +217,14 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = self.run_guest(h, ready.loaded, env, body).await;
+        let result = self.run_guest(h, ready.loaded, env, body, limits).await;
         let run = t_run.elapsed();
         drop(ready.admitted);
         match result {
             Ok(out) => {
                 draft.ran(run, log_text(&out.stderr, out.stderr_truncated));
+                let guest_start = out.started + out.instantiate;
+                let (instantiate, guest_end) = (out.instantiate, guest_start + out.run);
                 let resp = wisp_runtime::parse_cgi_response(out.stdout);
                 let id = draft.id().to_string();
                 draft.succeed(resp.status, resp.body.len() as u64);
@@ -207,6 +237,10 @@ impl Executor {
                     wait: ready.wait,
                     init: ready.init,
                     run,
+                    instantiate,
+                    guest_start,
+                    guest_end: Some(guest_end),
+                    instance: None,
                 })
             }
             Err(e) => {
@@ -228,6 +262,7 @@ impl Executor {
         &self,
         h: &Arc<FunctionHandle>,
         req: Request,
+        limits: &Limits,
         mut ready: Ready<'_>,
         draft: Draft,
     ) -> Result<Response, Error> {
@@ -251,7 +286,7 @@ impl Executor {
         if let (Some(hs), Some(p)) = (b.headers_mut(), &h.prefix) {
             hs.insert("x-forwarded-prefix", p.clone());
         }
-        let max = c.limits.max_body_bytes as usize;
+        let max = limits.max_body_bytes as usize;
         let body = match req.body {
             RequestBody::Stream(s) => http_body_util::Limited::new(s, max)
                 .map_err(|e| {
@@ -277,7 +312,7 @@ impl Executor {
         let inv = HttpInvocation {
             env: &h.env,
             dirs: &c.dirs,
-            limits: &c.limits,
+            limits,
             allow: h.allow.clone(),
             hold: Box::new(ready.admitted),
             lane: Some(h.metrics.lane.clone()),
@@ -325,6 +360,10 @@ impl Executor {
             wait: ready.wait,
             init: ready.init,
             run: out.instantiate,
+            instantiate: out.instantiate,
+            guest_start: t_run + out.instantiate,
+            guest_end: None,
+            instance: Some(out.abort),
         })
     }
 }
@@ -339,10 +378,10 @@ impl Executor {
         loaded: &Loaded,
         env: Vec<(String, String)>,
         stdin: Bytes,
+        limits: &Limits,
     ) -> Result<wisp_runtime::Output, RunError> {
         match &self.opts.guest_runtime {
             None => {
-                let c = &h.version.config;
                 self.runtime
                     .invoke(
                         loaded,
@@ -350,16 +389,16 @@ impl Executor {
                             args: &h.args,
                             env: &env,
                             stdin,
-                            dirs: &c.dirs,
-                            limits: &c.limits,
+                            dirs: &h.version.config.dirs,
+                            limits,
                         },
                     )
                     .await
             }
             Some(rt) => {
                 let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
+                let limits = limits.clone();
                 let task = rt.spawn_for(Some(&h.metrics.lane), async move {
-                    let c = &h2.version.config;
                     runtime
                         .invoke(
                             &loaded,
@@ -367,8 +406,8 @@ impl Executor {
                                 args: &h2.args,
                                 env: &env,
                                 stdin,
-                                dirs: &c.dirs,
-                                limits: &c.limits,
+                                dirs: &h2.version.config.dirs,
+                                limits: &limits,
                             },
                         )
                         .await

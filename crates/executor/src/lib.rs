@@ -22,8 +22,10 @@ mod error;
 mod invoke;
 mod metrics;
 mod namespaces;
+mod resolve;
 mod table;
 mod template;
+mod workflow;
 mod writer;
 
 pub use activation::new_activation_id;
@@ -34,6 +36,7 @@ pub use metrics::{FunctionMetrics, Metrics};
 pub use namespaces::Issued;
 pub use table::{Deployed, FunctionHandle, Source, invoke_path};
 pub use wisp_store::{ActivationQuery, Namespace};
+pub use workflow::{Prepared, WorkflowHandle, WorkflowInput, WorkflowOutput};
 
 use activation::{Msg, Recorder};
 use admission::NodeLimits;
@@ -109,6 +112,11 @@ pub struct Executor {
     deploy_lock: Arc<tokio::sync::Mutex<()>>,
     pending_deploys: Arc<Semaphore>,
     opts: ExecutorOptions,
+    /// namespace → name → the deployed workflow.
+    workflows: RwLock<HashMap<String, HashMap<String, Arc<WorkflowHandle>>>>,
+    /// Handles of pinned function versions that aren't active ([`resolve`]),
+    /// by namespace and reference.
+    pinned: RwLock<HashMap<(String, wisp_workflow::FunctionRef), Arc<FunctionHandle>>>,
 }
 
 impl Executor {
@@ -140,6 +148,8 @@ impl Executor {
             deploy_lock: Arc::new(tokio::sync::Mutex::new(())),
             pending_deploys: Arc::new(Semaphore::new(opts.max_pending_deploys.max(1))),
             opts,
+            workflows: RwLock::new(HashMap::new()),
+            pinned: RwLock::new(HashMap::new()),
         });
         let removed = store.gc(exec.runtime.fingerprint()).map_err(store_err)?;
         if removed > 0 {
@@ -150,6 +160,9 @@ impl Executor {
         }
         for f in store.list_functions(None).map_err(store_err)? {
             exec.install(f.active, None);
+        }
+        for w in store.list_workflows(None).map_err(store_err)? {
+            exec.install_workflow(w);
         }
         tokio::spawn(writer::writer(Arc::downgrade(&exec), store, rx));
         Ok(exec)

@@ -170,6 +170,8 @@ impl Executor {
             .forget_after(name, move |store| store.delete_namespace(&n))
             .await?;
         self.keys.forget(name);
+        // Its workflows went with it in the store.
+        self.workflows.write().unwrap().remove(name);
         Ok(existed)
     }
 }

@@ -141,6 +141,23 @@ impl Executor {
         version: FunctionVersion,
         loaded: Option<Loaded>,
     ) -> Arc<FunctionHandle> {
+        let handle = self.make_handle(version, loaded);
+        self.table
+            .write()
+            .unwrap()
+            .entry(handle.version.namespace.clone())
+            .or_default()
+            .insert(handle.version.name.clone(), handle.clone());
+        handle
+    }
+
+    /// A handle for `version`, not put in the table (the active one is
+    /// [`Executor::install`]ed; pinned versions are kept by the resolver).
+    pub(crate) fn make_handle(
+        &self,
+        version: FunctionVersion,
+        loaded: Option<Loaded>,
+    ) -> Arc<FunctionHandle> {
         let env = version
             .config
             .env
@@ -161,7 +178,7 @@ impl Executor {
             tracing::error!(function = %version.name, version = version.version, reason = %why,
                 "function version is broken and will answer 503 until redeployed or rolled back");
         }
-        let handle = Arc::new(FunctionHandle {
+        Arc::new(FunctionHandle {
             env,
             args: vec![version.name.clone()],
             loaded: cell,
@@ -174,14 +191,7 @@ impl Executor {
                 .ok(),
             broken,
             version,
-        });
-        self.table
-            .write()
-            .unwrap()
-            .entry(handle.version.namespace.clone())
-            .or_default()
-            .insert(handle.version.name.clone(), handle.clone());
-        handle
+        })
     }
 
     /// The function currently served as `name` in `namespace`: the one
@@ -206,6 +216,7 @@ impl Executor {
             }
         }
         drop(t);
+        self.forget_pinned(namespace, name);
         // Its series go too: /metrics lists deployed functions only.
         self.fn_metrics
             .write()

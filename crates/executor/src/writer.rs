@@ -30,10 +30,12 @@ pub(crate) async fn writer(
             }
         }
         let mut batch = Vec::with_capacity(buf.len());
+        let mut runs = Vec::new();
         let mut flushes = Vec::new();
         for m in buf.drain(..) {
             match m {
                 Msg::Record(a) => batch.push(a),
+                Msg::Run(r) => runs.push(r),
                 Msg::Flush(tx) => flushes.push(tx),
             }
         }
@@ -54,8 +56,12 @@ pub(crate) async fn writer(
             } else {
                 s.insert_activations(&batch)?
             };
+            if !runs.is_empty() {
+                s.insert_workflow_runs(&runs)?;
+            }
             if prune {
                 s.prune_activations(retention)?;
+                s.prune_workflow_runs(retention)?;
             }
             Ok::<_, wisp_store::Error>(written)
         })

@@ -185,6 +185,7 @@ mod tests {
             stderr_truncated: false,
             instantiate: Duration::ZERO,
             run: Duration::ZERO,
+            started: std::time::Instant::now(),
         })
     }
 

@@ -197,6 +197,10 @@ pub struct HttpOutput {
     pub done: Completion,
     /// Time to instantiate.
     pub instantiate: Duration,
+    /// Stops the instance early (it otherwise runs to its end, within its
+    /// timeout, once its head is out): for a caller that gives up on the
+    /// body, such as a failed workflow.
+    pub abort: tokio::task::AbortHandle,
 }
 
 /// How a component run ended.
@@ -324,7 +328,7 @@ impl Drop for Finish {
         if let Some(c) = self.done.take() {
             c.finish(HttpDone {
                 result: Err(RunError::Internal(
-                    "the instance task was cancelled (server shutting down)".into(),
+                    "the instance was stopped before its end (server shutting down, or its caller gave up)".into(),
                 )),
                 log: Bytes::new(),
                 log_truncated: false,
@@ -433,6 +437,7 @@ impl Runtime {
         // Until the head is out, the instance belongs to this call: if the
         // caller goes away (its client disconnected), stop the instance and
         // release what it holds. Once the head is out it runs to its end.
+        let instance = handle.abort_handle();
         let mut abort = AbortUnlessDone(Some(handle.abort_handle()));
 
         match rx.await {
@@ -448,6 +453,7 @@ impl Runtime {
                     response: resp,
                     done,
                     instantiate,
+                    abort: instance,
                 })
             }
             Ok(Err(code)) => {

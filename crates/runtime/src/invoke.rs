@@ -142,6 +142,9 @@ pub struct Output {
     pub instantiate: Duration,
     /// Time in `_start`.
     pub run: Duration,
+    /// When the run began (before instantiation), on the monotonic clock:
+    /// the guest code ran from `started + instantiate` for `run`.
+    pub started: Instant,
 }
 
 /// Why a run failed. `Output` is attached where the guest produced any.
@@ -188,6 +191,7 @@ impl RunError {
             stderr_truncated: truncated,
             instantiate: Duration::ZERO,
             run: Duration::ZERO,
+            started: Instant::now(),
         })
     }
 
@@ -333,6 +337,7 @@ impl Runtime {
                     stderr_truncated: truncated,
                     instantiate: inst,
                     run: t0.elapsed().saturating_sub(inst),
+                    started: t0,
                 },
                 overflow,
             )

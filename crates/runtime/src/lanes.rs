@@ -37,6 +37,13 @@ impl GuestLanes {
         GuestLanes { fast, slow: None }
     }
 
+    /// The fast lane's runtime, for work that drives guests rather than
+    /// being one (a workflow's engine: the guests it spawns from there start
+    /// on the same thread, without a cross-thread wake-up).
+    pub fn fast(&self) -> &Handle {
+        &self.fast
+    }
+
     /// Guests that have run `demote_after` (in polls after their first)
     /// continue on `slow`.
     pub fn with_slow_lane(mut self, slow: Handle, demote_after: Duration) -> GuestLanes {
@@ -397,11 +404,15 @@ mod tests {
         };
         // Unknown: starts fast, is demoted, and the function is marked.
         assert!(!hint.heavy());
-        let first = main.block_on(lanes.spawn_for(Some(&hint), spinner())).unwrap();
+        let first = main
+            .block_on(lanes.spawn_for(Some(&hint), spinner()))
+            .unwrap();
         assert_eq!(first, "fast");
         assert!(hint.heavy());
         // Marked: the next one starts in the slow lane.
-        let first = main.block_on(lanes.spawn_for(Some(&hint), spinner())).unwrap();
+        let first = main
+            .block_on(lanes.spawn_for(Some(&hint), spinner()))
+            .unwrap();
         assert_eq!(first, "slow");
         // Another function is not affected.
         let other = Arc::new(LaneHint::default());

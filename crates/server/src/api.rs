@@ -353,7 +353,7 @@ pub(crate) async fn list_activations(
 
 #[utoipa::path(get, path = "/v1/activations/{id}", tag = "activations", security(("token" = [])),
     params(("id" = String, Path, description = "Activation id (32 hex digits)")),
-    responses((status = 200, description = "One activation record with its log", body = wisp_core::Activation),
+    responses((status = 200, description = "One activation record with its log; for a workflow run's id, the run's record (`wisp_workflow::WorkflowActivation`) with its steps' records under `activations`", body = wisp_core::Activation),
               (status = 401, response = crate::openapi::Unauthorized),
               (status = 403, response = crate::openapi::Forbidden),
               (status = 404, response = crate::openapi::NotFound)))]
@@ -366,12 +366,19 @@ pub(crate) async fn get_activation(
     st.exec.flush().await;
     // Another namespace's record is as absent as one that never was.
     match st.exec.activation(id.clone()).await? {
-        Some(a) if who.may(&a.namespace) => Ok(Json(a).into_response()),
-        _ => Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!("activation {id:?} not found"),
-        )),
+        Some(a) if who.may(&a.namespace) => return Ok(Json(a).into_response()),
+        Some(_) => {}
+        // A workflow run's id: its record and its steps'.
+        None => {
+            if let Some(v) = crate::workflows::run_record(&st, &who, id.clone()).await? {
+                return Ok(Json(v).into_response());
+            }
+        }
     }
+    Err(ApiError::new(
+        ErrorKind::NotFound,
+        format!("activation {id:?} not found"),
+    ))
 }
 
 fn admin_only(who: &Caller) -> Result<(), ApiError> {

@@ -114,22 +114,7 @@ async fn run(
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let hs = resp.headers_mut();
     *hs = r.headers;
-    // Framing is the server's business, not the guest's.
-    for name in [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-        header::UPGRADE,
-    ] {
-        hs.remove(name);
-    }
-    hs.remove("keep-alive");
-    if !hs.contains_key(header::CONTENT_TYPE) && h.version().abi == Abi::Command {
-        hs.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-    }
+    served_headers(hs, h.version().abi);
     if let Ok(v) = HeaderValue::from_str(&r.activation_id) {
         hs.insert("wisp-activation-id", v);
     }
@@ -147,4 +132,25 @@ async fn run(
         hs.insert("server-timing", v);
     }
     Ok(resp)
+}
+
+/// A guest's headers as the server sends them: framing is the server's
+/// business, not the guest's; a command module's answer without a type is
+/// text.
+pub(crate) fn served_headers(hs: &mut http::HeaderMap, abi: Abi) {
+    for name in [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::UPGRADE,
+    ] {
+        hs.remove(name);
+    }
+    hs.remove("keep-alive");
+    if !hs.contains_key(header::CONTENT_TYPE) && abi == Abi::Command {
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
 }

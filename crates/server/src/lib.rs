@@ -10,6 +10,7 @@ mod error;
 mod guard;
 mod invoke;
 pub mod openapi;
+mod workflows;
 
 pub use conn::{Demotion, HttpLimits};
 pub use error::ApiError;
@@ -95,6 +96,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/functions/{name}/module", get(api::get_module))
         .route("/functions/{name}/rollback", post(api::rollback))
+        .route("/workflows", get(workflows::list))
+        .route(
+            "/workflows/{name}",
+            put(workflows::deploy)
+                .get(workflows::get)
+                .delete(workflows::delete),
+        )
+        .route("/workflows/{name}/runs", get(workflows::runs))
         .route("/activations", get(api::list_activations))
         .route("/activations/{id}", get(api::get_activation))
         // The same, in a named namespace (`_`: the caller's); and the
@@ -121,6 +130,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(api::rollback),
         )
         .route("/namespaces/{ns}/activations", get(api::list_activations))
+        .route("/namespaces/{ns}/workflows", get(workflows::list))
+        .route(
+            "/namespaces/{ns}/workflows/{name}",
+            put(workflows::deploy)
+                .get(workflows::get)
+                .delete(workflows::delete),
+        )
+        .route(
+            "/namespaces/{ns}/workflows/{name}/runs",
+            get(workflows::runs),
+        )
         .route("/openapi.json", get(openapi::openapi_json))
         // Multipart framing and the config part on top of the module.
         .layer(DefaultBodyLimit::max(max_module + (1 << 20)))
@@ -147,6 +167,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ns/{ns}/fn/{name}", any(invoke::invoke))
         .route("/ns/{ns}/fn/{name}/", any(invoke::invoke))
         .route("/ns/{ns}/fn/{name}/{*path}", any(invoke::invoke))
+        .route("/wf/{name}", post(workflows::run))
+        .route("/ns/{ns}/wf/{name}", post(workflows::run))
         .route("/healthz", get(api::healthz))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

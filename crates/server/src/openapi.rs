@@ -184,7 +184,7 @@ impl Modify for BearerToken {
 /// The management API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Wisp management API", description = "Deploy, list, roll back and remove functions; read activation records. Invoke functions at ANY /fn/{name}[/{path}] (not part of this document: a function's own API is its business)."),
+    info(title = "Wisp management API", description = "Deploy, list, roll back and remove functions; read activation records. Invoke functions at ANY /fn/{name}[/{path}] and run workflows at POST /wf/{name} (not part of this document: a function's own API is its business)."),
     paths(
         crate::api::list_functions,
         crate::api::deploy,
@@ -194,6 +194,11 @@ impl Modify for BearerToken {
         crate::api::rollback,
         crate::api::list_activations,
         crate::api::get_activation,
+        crate::workflows::deploy,
+        crate::workflows::list,
+        crate::workflows::get,
+        crate::workflows::delete,
+        crate::workflows::runs,
         crate::api::list_namespaces,
         crate::api::create_namespace,
         crate::api::delete_namespace,
@@ -203,7 +208,7 @@ impl Modify for BearerToken {
         openapi_json,
     ),
     components(
-        schemas(ErrorBody, ErrorDetail, wisp_core::OciSource),
+        schemas(ErrorBody, ErrorDetail, wisp_core::OciSource, wisp_workflow::WorkflowActivation, wisp_workflow::StepRecord),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unavailable, Conflict)
     ),
     modifiers(&BearerToken)

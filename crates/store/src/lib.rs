@@ -31,6 +31,9 @@
 //! nothing about Wasmtime; artifacts are opaque bytes to it.
 
 mod files;
+mod workflows;
+
+pub use workflows::{StoredWorkflow, WorkflowRun};
 
 use files::{HomeLock, ensure_private_dir, is_temp_name, make_private_if_exists, open_private};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -702,11 +705,11 @@ pub struct ActivationQuery<'a> {
     pub skip: u32,
 }
 
-const ACTIVATION_COLUMNS: &str = "id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, result, meta";
-const ACTIVATION_COLUMNS_LISTED: &str = "id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL, NULL, meta";
+const ACTIVATION_COLUMNS: &str = "id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, result, meta, parent, step";
+pub(crate) const ACTIVATION_COLUMNS_LISTED: &str = "id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL, NULL, meta, parent, step";
 
-pub(crate) const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, result, meta)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+pub(crate) const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, result, meta, parent, step)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
 /// Insert one record with the given log and error; returns the rows written
 /// (0 when the id is already stored).
@@ -734,10 +737,12 @@ pub(crate) fn insert_activation(
         log,
         a.result.as_ref().map(|v| v.to_string()),
         a.meta.as_ref().map(|v| v.to_string()),
+        a.parent,
+        a.step,
     ])
 }
 
-fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
+pub(crate) fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
     let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
         Ok(r.get::<_, Option<String>>(i)?
             .and_then(|s| serde_json::from_str(&s).ok()))
@@ -760,10 +765,12 @@ fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
         log: r.get(14)?,
         result: json(15)?,
         meta: json(16)?,
+        parent: r.get(17)?,
+        step: r.get(18)?,
     })
 }
 
-fn get_version(
+pub(crate) fn get_version(
     db: &Connection,
     namespace: &str,
     name: &str,
@@ -955,6 +962,8 @@ mod tests {
             log: Some(log),
             result: None,
             meta: None,
+            parent: None,
+            step: None,
         }
     }
 
@@ -1212,7 +1221,11 @@ mod tests {
         assert_eq!(s.insert_activations(&batch).unwrap(), 0);
     }
 
-    fn nv<'a>(name: &'a str, digest: &'a str, config: &'a FunctionConfig) -> NewVersion<'a> {
+    pub(crate) fn nv<'a>(
+        name: &'a str,
+        digest: &'a str,
+        config: &'a FunctionConfig,
+    ) -> NewVersion<'a> {
         NewVersion {
             namespace: "default",
             name,
@@ -1515,6 +1528,8 @@ mod namespace_tests {
             log: None,
             result: Some(serde_json::json!({"ok": true})),
             meta: None,
+            parent: None,
+            step: None,
         };
         s.complete_queued("id2", &rec).unwrap();
         assert_eq!(s.queue_len().unwrap(), 1);

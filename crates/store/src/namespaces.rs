@@ -111,7 +111,15 @@ impl Store {
         let mut db = self.db.lock().unwrap();
         let tx = write_tx(&mut db)?;
         let n = tx.execute("DELETE FROM namespaces WHERE name = ?1", [name])?;
-        for table in ["functions", "versions", "entities", "queue", "activations"] {
+        for table in [
+            "functions",
+            "versions",
+            "entities",
+            "queue",
+            "activations",
+            "workflows",
+            "workflow_runs",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE namespace = ?1"), [name])?;
         }
         tx.commit()?;

@@ -8,12 +8,17 @@
 //! DDL is transactional, so a `kill -9` at any point leaves either the old
 //! home, whole, or the new one (the test below kills a migrating process at
 //! spread-out moments and checks exactly that).
+//!
+//! Version 3 adds workflows, keyed (namespace, name) like functions, their
+//! run records, and the step records' link to their run (`parent`, `step`).
+//! A version 2 home gains them; a home that had workflows before
+//! namespaces has them moved to `default`, in the same transaction.
 
 use crate::now_ms;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS functions (
@@ -58,7 +63,9 @@ CREATE TABLE IF NOT EXISTS activations (
     error      TEXT,
     log        TEXT,
     result     TEXT,
-    meta       TEXT
+    meta       TEXT,
+    parent     TEXT,
+    step       TEXT
 );
 CREATE INDEX IF NOT EXISTS activations_by_ns_function ON activations(namespace, function, seq);
 CREATE INDEX IF NOT EXISTS activations_by_ns ON activations(namespace, seq);
@@ -94,6 +101,32 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 "#;
 
+/// Workflows (version 3): applied after [`SCHEMA`] and after any migration,
+/// as the migration from version 2 or 0 brings `activations` and an older
+/// `workflows` table to these columns first.
+const WORKFLOW_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS workflows (
+    namespace   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    definition  TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE IF NOT EXISTS workflow_runs (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    namespace  TEXT NOT NULL,
+    workflow   TEXT NOT NULL,
+    start_ms   INTEGER NOT NULL,
+    record     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflow_runs_by_ns_workflow ON workflow_runs(namespace, workflow, seq);
+CREATE INDEX IF NOT EXISTS activations_by_parent ON activations(parent) WHERE parent IS NOT NULL;
+"#;
+
 fn has_table(db: &Connection, table: &str) -> rusqlite::Result<bool> {
     db.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -121,16 +154,51 @@ pub(crate) fn create_or_migrate(db: &mut Connection) -> crate::Result<()> {
         )));
     }
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if version < SCHEMA_VERSION {
+        migrate_workflows(&tx)?;
+    }
     if version < SCHEMA_VERSION && has_table(&tx, "functions")? {
         migrate_v0(&tx)?;
     }
     tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(WORKFLOW_SCHEMA)?;
     tx.execute(
         "INSERT OR IGNORE INTO namespaces (name, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
         rusqlite::params![wisp_core::DEFAULT_NAMESPACE, now_ms()],
     )?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// To version 3: step records gain their run and step; workflows stored
+/// before namespaces (keyed by name alone) go to `default`.
+fn migrate_workflows(tx: &Connection) -> rusqlite::Result<()> {
+    if has_table(tx, "activations")? {
+        for column in ["parent", "step"] {
+            if !has_column(tx, "activations", column)? {
+                tx.execute_batch(&format!("ALTER TABLE activations ADD COLUMN {column} TEXT"))?;
+            }
+        }
+    }
+    if has_table(tx, "workflow_runs")? && !has_column(tx, "workflow_runs", "namespace")? {
+        tx.execute_batch(
+            "ALTER TABLE workflow_runs ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
+             DROP INDEX IF EXISTS workflow_runs_by_workflow;",
+        )?;
+    }
+    if has_table(tx, "workflows")? && !has_column(tx, "workflows", "namespace")? {
+        tracing::info!(
+            "store: migrating workflows to namespaces (every workflow goes to `default`)"
+        );
+        tx.execute_batch("ALTER TABLE workflows RENAME TO workflows_v0;")?;
+        tx.execute_batch(WORKFLOW_SCHEMA)?;
+        tx.execute_batch(
+            "INSERT INTO workflows (namespace, name, version, definition, source, created_ms, updated_ms)
+                 SELECT 'default', name, version, definition, source, created_ms, updated_ms FROM workflows_v0;
+             DROP TABLE workflows_v0;",
+        )?;
+    }
     Ok(())
 }
 
@@ -271,6 +339,50 @@ mod tests {
         check_migrated(dir.path(), 10, 95);
         // Opening again is a no-op.
         check_migrated(dir.path(), 10, 95);
+    }
+
+    /// Workflows stored before namespaces (keyed by name alone, as the
+    /// workflow branch's first release wrote them) move to `default` with
+    /// their runs, and step records gain their run's id.
+    #[test]
+    fn workflows_from_before_namespaces_go_to_the_default_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        old_home(dir.path(), 4, 10);
+        {
+            let db = Connection::open(dir.path().join("wisp.db")).unwrap();
+            db.execute_batch(
+                "CREATE TABLE workflows (name TEXT PRIMARY KEY, version INTEGER NOT NULL,
+                     definition TEXT NOT NULL, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL);
+                 CREATE TABLE workflow_runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                     workflow TEXT NOT NULL, start_ms INTEGER NOT NULL, record TEXT NOT NULL);
+                 CREATE INDEX workflow_runs_by_workflow ON workflow_runs(workflow, seq);
+                 INSERT INTO workflows VALUES ('frames', 2, '{\"steps\":[]}', 'steps: []', 1, 2);
+                 INSERT INTO workflow_runs (id, workflow, start_ms, record) VALUES ('r1', 'frames', 5, '{}');",
+            )
+            .unwrap();
+        }
+        check_migrated(dir.path(), 4, 10);
+        let s = Store::open(dir.path()).unwrap();
+        let w = s.get_workflow("default", "frames").unwrap().unwrap();
+        assert_eq!((w.version, w.source.as_str()), (2, "steps: []"));
+        assert!(s.get_workflow("other", "frames").unwrap().is_none());
+        let runs = s.list_workflow_runs(Some("default"), None, 10).unwrap();
+        assert_eq!(
+            runs.iter()
+                .map(|r| (r.id.as_str(), r.namespace.as_str()))
+                .collect::<Vec<_>>(),
+            [("r1", "default")]
+        );
+        // The migrated activations table takes step records.
+        let mut a = s.get_activation(&format!("{:032x}", 7)).unwrap().unwrap();
+        a.id = "c".repeat(32);
+        a.parent = Some("r1".into());
+        a.step = Some("decode".into());
+        s.insert_activations(&[a]).unwrap();
+        let kids = s.child_activations("r1").unwrap();
+        assert_eq!(kids.len(), 1);
+        assert_eq!(kids[0].step.as_deref(), Some("decode"));
     }
 
     /// Run by [`a_kill_9_during_the_migration_leaves_the_old_home_or_the_new_one`]

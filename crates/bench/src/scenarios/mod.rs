@@ -11,6 +11,7 @@ mod openwhisk;
 mod runtime;
 mod serial;
 mod size;
+mod workflow;
 
 use crate::baseline::{Launcher, ProcessServer};
 use crate::report::Section;
@@ -33,6 +34,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Chaos => chaos::run(ctx).await,
         Scenario::Containerd => containerd::run(ctx).await,
         Scenario::OpenWhisk => openwhisk::run(ctx).await,
+        Scenario::Workflow => workflow::run(ctx).await,
     }
 }
 

@@ -12,9 +12,10 @@ use wisp_bench::{Options, Scenario};
 pub struct BenchCommand {
     /// Scenario to run (repeatable; default: serial, cold, concurrent, mixed, memory, runtime, size).
     /// `chaos` (kill -9 under load, soak, noisy neighbours), `containerd` (Wasm images through
-    /// the Wisp shim against runc containers; needs root and containerd) and `openwhisk` (the WOW
+    /// the Wisp shim against runc containers; needs root and containerd), `openwhisk` (the WOW
     /// study's experiments through /api/v1 against a runc container per action; needs root and
-    /// containerd for the baseline) run only when named.
+    /// containerd for the baseline) and `workflow` (one workflow in headless Chromium, on an
+    /// edge-sized cgroup and unconstrained) run only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).

@@ -7,6 +7,7 @@ mod namespace;
 mod oci;
 mod openwhisk;
 mod serve;
+mod workflow;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -101,6 +102,8 @@ enum Command {
     Pull(PullCommand),
     /// Build OCI image layout tarballs (`wisp image build`).
     Image(ImageCommand),
+    /// Workflows: deploy, run, list, show, remove, and their runs' logs.
+    Workflow(workflow::WorkflowCommand),
 }
 
 impl Cli {
@@ -122,6 +125,7 @@ impl Cli {
             Command::Push(c) => block_on(c.execute()),
             Command::Pull(c) => block_on(c.execute()),
             Command::Image(c) => c.execute(),
+            Command::Workflow(c) => block_on(c.execute()),
         }
     }
 }

@@ -279,6 +279,85 @@ golden!(
 );
 golden!(ow_sleep, "ow-sleep", Data::None, [qb("", br#"{"ms": 5}"#)]);
 
+// The frame pipeline (docs/workflows.md): generated frames and tiny ones.
+const P6_2X2: &[u8] = b"P6\n2 2\n255\n\x00\x10\x20\x30\x40\x50\x60\x70\x80\x90\xa0\xb0";
+const P5_4X4: &[u8] = b"P5 # four by four\n4 4\n255\n\x00\x10\x20\x30\x40\x50\x60\x70\x80\x90\xa0\xb0\xc0\xd0\xe0\xf0";
+const TWO_FRAMES: &[u8] = b"P5\n2 1\n255\n\x01\x02P6\n1 1\n255\n\x03\x04\x05trailing";
+golden!(
+    frame_decode,
+    "frame-decode",
+    Data::Inputs,
+    [
+        q("file=/data/frames/frame-16k.png"),
+        q("file=/data/frames/frame-64k.png")
+    ]
+);
+golden!(
+    frame_gray,
+    "frame-gray",
+    Data::Inputs,
+    [q("file=/data/frames/frame-16k.ppm"), qb("", P6_2X2)]
+);
+golden!(
+    frame_resize,
+    "frame-resize",
+    Data::Inputs,
+    [
+        q("file=/data/frames/frame-16k.ppm"),
+        q("file=/data/frames/frame-16k.ppm&factor=3"),
+        qb("", P5_4X4)
+    ]
+);
+golden!(
+    frame_edges,
+    "frame-edges",
+    Data::Inputs,
+    [q("file=/data/frames/frame-16k.ppm"), qb("", P5_4X4)]
+);
+golden!(
+    frame_compress,
+    "frame-compress",
+    Data::Inputs,
+    [q("file=/data/frames/frame-16k.ppm"), qb("level=1", P5_4X4)]
+);
+golden!(
+    frame_summary,
+    "frame-summary",
+    Data::Inputs,
+    [q("file=/data/frames/frame-16k.ppm"), qb("", TWO_FRAMES)]
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_decode_answers_the_generated_raw_frame() {
+    // scripts/gen-inputs writes the 16k frame both as PNG and raw: decoding
+    // the one must give the other, byte for byte.
+    let s = Server::start();
+    let c = s.client();
+    deploy(&c, "frame-decode", &read_guest("frame-decode"), json!({}))
+        .await
+        .ok()
+        .unwrap();
+    let png = std::fs::read(inputs().join("frames/frame-16k.png")).unwrap();
+    let ppm = std::fs::read(inputs().join("frames/frame-16k.ppm")).unwrap();
+    let r = c
+        .send(Method::POST, "/fn/frame-decode", &[], png)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/x-portable-pixmap"));
+    assert!(
+        r.body[..] == ppm[..],
+        "decoded {} bytes, raw frame {} bytes",
+        r.body.len(),
+        ppm.len()
+    );
+    let r = c
+        .send(Method::POST, "/fn/frame-decode", &[], b"not a png".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_needing_a_directory_fail_clearly_without_one() {
     let s = Server::start();
@@ -326,6 +405,12 @@ fn every_function_has_a_golden_test() {
         "counter",
         "ow-hash",
         "ow-sleep",
+        "frame-decode",
+        "frame-gray",
+        "frame-resize",
+        "frame-edges",
+        "frame-compress",
+        "frame-summary",
     ];
     let fixtures = [
         "sleep",

@@ -16,3 +16,4 @@ mod oci;
 mod openwhisk;
 mod openwhisk_api;
 mod store;
+mod workflow;

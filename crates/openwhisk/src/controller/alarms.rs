@@ -154,6 +154,8 @@ pub(crate) async fn feed_action(
         bytes_out: 0,
         error: None,
         log: None,
+        parent: None,
+        step: None,
         result: Some(result),
         meta: Some(json!({"openwhisk": {
             "status": "success",

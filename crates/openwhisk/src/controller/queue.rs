@@ -107,6 +107,8 @@ pub(crate) fn platform_record(run: &Run, status_code: u8, error: &str) -> Activa
         bytes_out: 0,
         error: Some(error.to_string()),
         log: None,
+        parent: None,
+        step: None,
         result: Some(json!({ "error": error })),
         meta: Some(json!({"openwhisk": {
             "status": status,

@@ -113,6 +113,8 @@ impl Controller {
             bytes_out: 0,
             error: (code != 0).then(|| response["result"]["error"].to_string()),
             log: None,
+            parent: None,
+            step: None,
             result: Some(response["result"].clone()),
             meta: Some(json!({ "openwhisk": m })),
         })

@@ -178,6 +178,8 @@ impl Controller {
             bytes_out: 0,
             error: None,
             log: None,
+            parent: None,
+            step: None,
             result: Some(Value::Object(params)),
             meta: Some(json!({"openwhisk": {
                 "status": "success",
