@@ -53,11 +53,16 @@ pub enum Scenario {
     /// under one private containerd. Not part of the default set (needs
     /// root, containerd, runc and the shim binary).
     Containerd,
+    /// N replicas to Ready and to a first response on a single-node
+    /// Kubernetes cluster (`scripts/k8s-local start --node`): WasmApp and
+    /// Deployment through the Wisp shim against runc. Not part of the
+    /// default set (needs root, the Kubernetes build, the shim and operator).
+    K8s,
 }
 
 impl Scenario {
     /// All, in report order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Serial,
         Scenario::Cold,
         Scenario::Concurrent,
@@ -67,13 +72,14 @@ impl Scenario {
         Scenario::Size,
         Scenario::Chaos,
         Scenario::Containerd,
+        Scenario::K8s,
     ];
 
     /// Scenarios that run only when named: `chaos` kills servers, opens
     /// thousands of sockets and takes minutes; `containerd` needs root and
-    /// a containerd, and starts a private one.
+    /// a containerd, and starts a private one; `k8s` starts a whole cluster.
     pub fn opt_in(self) -> bool {
-        matches!(self, Scenario::Chaos | Scenario::Containerd)
+        matches!(self, Scenario::Chaos | Scenario::Containerd | Scenario::K8s)
     }
 
     /// What runs when no scenario is named: every scenario but the opt-in
@@ -94,6 +100,7 @@ impl Scenario {
             Scenario::Size => "size",
             Scenario::Chaos => "chaos",
             Scenario::Containerd => "containerd",
+            Scenario::K8s => "k8s",
         }
     }
 }
@@ -142,6 +149,12 @@ pub struct Options {
     pub shim_bin: Option<PathBuf>,
     /// Containerd: repetitions per function and side.
     pub containerd_runs: Option<usize>,
+    /// K8s: the `wisp-operator` binary to run.
+    pub operator_bin: Option<PathBuf>,
+    /// K8s: replica counts (default 1, 5, 20; 1 with `quick`).
+    pub k8s_replicas: Option<Vec<usize>>,
+    /// K8s: repetitions per replica count and way (default 5; 1 with `quick`).
+    pub k8s_runs: Option<usize>,
 }
 
 impl Options {
@@ -161,6 +174,9 @@ impl Options {
             chaos_parts: vec![],
             shim_bin: None,
             containerd_runs: None,
+            operator_bin: None,
+            k8s_replicas: None,
+            k8s_runs: None,
         }
     }
 }

@@ -5,6 +5,7 @@ mod chaos;
 mod cold;
 mod concurrent;
 mod containerd;
+mod k8s;
 mod memory;
 mod mixed;
 mod runtime;
@@ -31,6 +32,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Size => size::run(ctx).await,
         Scenario::Chaos => chaos::run(ctx).await,
         Scenario::Containerd => containerd::run(ctx).await,
+        Scenario::K8s => k8s::run(ctx).await,
     }
 }
 

@@ -11,8 +11,9 @@ use wisp_bench::{Options, Scenario};
 #[derive(Args, Debug)]
 pub struct BenchCommand {
     /// Scenario to run (repeatable; default: serial, cold, concurrent, mixed, memory, runtime, size).
-    /// `chaos` (kill -9 under load, soak, noisy neighbours) and `containerd` (Wasm images through
-    /// the Wisp shim against runc containers; needs root and containerd) run only when named.
+    /// `chaos` (kill -9 under load, soak, noisy neighbours), `containerd` (Wasm images through
+    /// the Wisp shim against runc containers; needs root and containerd) and `k8s` (replicas to
+    /// Ready on a single-node Kubernetes, shim against runc; needs root) run only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).
@@ -56,6 +57,15 @@ pub struct BenchCommand {
     /// Containerd: repetitions per function and side (default: 15; 2 with --quick).
     #[arg(long)]
     containerd_runs: Option<usize>,
+    /// K8s: the wisp-operator binary (default: wisp-operator next to this wisp binary).
+    #[arg(long, env = "WISP_BENCH_OPERATOR")]
+    operator_bin: Option<PathBuf>,
+    /// K8s: replica counts, comma-separated (default: 1,5,20; 1 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    k8s_replicas: Option<Vec<usize>>,
+    /// K8s: repetitions per replica count and way (default: 5; 1 with --quick).
+    #[arg(long)]
+    k8s_runs: Option<usize>,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -75,6 +85,12 @@ impl BenchCommand {
                 .unwrap_or(std::path::Path::new("."))
                 .join("containerd-shim-wisp-v1")
         });
+        let operator_bin = self.operator_bin.unwrap_or_else(|| {
+            wisp_bin
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("wisp-operator")
+        });
         let mut o = Options::new(wisp_bin, self.out, self.manifest);
         o.quick = self.quick;
         o.scenarios = self.scenarios;
@@ -86,6 +102,9 @@ impl BenchCommand {
         o.chaos_parts = self.chaos_parts;
         o.shim_bin = Some(shim_bin);
         o.containerd_runs = self.containerd_runs;
+        o.operator_bin = Some(operator_bin);
+        o.k8s_replicas = self.k8s_replicas;
+        o.k8s_runs = self.k8s_runs;
         let w = wisp_bench::run(o)?;
         println!("report:  {}", w.markdown.display());
         println!("results: {}", w.json.display());
