@@ -293,7 +293,7 @@ pub async fn run(spec: &LoadSpec) -> LoadResult {
         } => {
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-9));
-            let mut rng = Rng::new(0xC0FF_EE12_3456_789);
+            let mut rng = Rng::new(0x0C0F_FEE1_2345_6789);
             let mut tasks = Vec::new();
             let mut k: u64 = 0;
             loop {

@@ -98,7 +98,7 @@ impl Scale {
 }
 
 fn nice_step(raw: f64) -> f64 {
-    if !(raw > 0.0) {
+    if raw.is_nan() || raw <= 0.0 {
         return 1.0;
     }
     let mag = 10f64.powf(raw.log10().floor());

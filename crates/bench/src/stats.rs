@@ -101,7 +101,7 @@ pub fn percentile(xs: &[f64], p: f64) -> f64 {
 
 /// Geometric mean of positive values (NaN when empty or any value ≤ 0).
 pub fn geo_mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() || xs.iter().any(|x| !(*x > 0.0)) {
+    if xs.is_empty() || xs.iter().any(|x| x.is_nan() || *x <= 0.0) {
         return f64::NAN;
     }
     (xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp()

@@ -33,6 +33,34 @@ pub const DEFAULT_MAX_QUEUE: u32 = 1000;
 /// Default longest time a request waits in the queue before a 503.
 pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 5_000;
 
+/// The namespace every function lives in unless another is named: what the
+/// single space of a home from before namespaces became, and what the
+/// admin token's unscoped routes (`/v1/functions`, `/fn/{name}`) use.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_string()
+}
+
+/// Valid namespace names: 1–64 chars of `[a-zA-Z0-9_.@-]`, starting
+/// alphanumeric (OpenWhisk's `whisk.system` and `user@example.com_dev`
+/// styles fit). `_` alone is not a name: it means "the caller's namespace".
+pub fn validate_namespace(ns: &str) -> Result<(), String> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 64
+        && ns.as_bytes()[0].is_ascii_alphanumeric()
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid namespace {ns:?}: use 1-64 characters of [a-zA-Z0-9_.@-], starting with a letter or digit"
+        ))
+    }
+}
+
 /// Valid function names: 1–64 chars of `[a-zA-Z0-9_-]`, starting alphanumeric.
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -278,6 +306,11 @@ pub struct FunctionConfig {
     /// Hosts the function may call over HTTP (Spin syntax, see [`outbound`]).
     /// Empty: no outbound access.
     pub allowed_outbound_hosts: Vec<String>,
+    /// Not served on the public invoke routes (`/fn/...`, `/ns/{ns}/fn/...`),
+    /// only through authenticated APIs (an OpenWhisk action that is not a
+    /// web action). Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 impl FunctionConfig {
@@ -341,6 +374,9 @@ impl FunctionConfig {
 /// One immutable deployed version of a function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionVersion {
+    /// The namespace the function belongs to.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     /// Function name.
     pub name: String,
     /// Version number, 1-based, increasing per name.
@@ -369,6 +405,11 @@ pub struct FunctionVersion {
     /// deploys): the reference and the manifest digest it resolved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<OciSource>,
+    /// What the API that deployed this version keeps with it (for an
+    /// OpenWhisk action: its kind, parameters, annotations, limits and
+    /// semantic version), versioned with the module and config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
 }
 
 /// Where an OCI-deployed version's module came from.
@@ -447,6 +488,9 @@ impl ActivationStatus {
 pub struct Activation {
     /// 32 hex chars.
     pub id: String,
+    /// The namespace of the function.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     /// Function name.
     pub function: String,
     /// Version that ran.
@@ -475,6 +519,14 @@ pub struct Activation {
     /// Captured stderr (capped); omitted in listings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// The JSON result of a JSON call (an OpenWhisk action's result
+    /// object); omitted in listings and for HTTP invocations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// What the API that made the call records with it (OpenWhisk: the
+    /// response status, annotations, cause, the action's version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
 }
 
 /// Why an invocation failed, as seen by clients. Each kind maps to one HTTP

@@ -28,7 +28,7 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    fn send(&self, rec: Activation) {
+    pub(crate) fn send(&self, rec: Activation) {
         if self.tx.try_send(Msg::Record(rec)).is_err() {
             self.metrics.activations_dropped.fetch_add(1, Relaxed);
         }
@@ -46,7 +46,7 @@ pub(crate) fn now_ms() -> i64 {
 /// layout of a UUIDv7 without the version nibbles). Time-ordered ids make the
 /// activation log's unique index append-mostly instead of a random B-tree
 /// insert per request, and sort the way people read logs.
-fn new_activation_id() -> String {
+pub fn new_activation_id() -> String {
     let ms = now_ms() as u128 & ((1 << 48) - 1);
     let rnd = rand::random::<u128>() & ((1 << 80) - 1);
     format!("{:032x}", (ms << 80) | rnd)
@@ -76,6 +76,7 @@ pub(crate) struct Draft {
 
 impl Draft {
     pub(crate) fn start(
+        namespace: &str,
         function: &str,
         version: u32,
         fm: Arc<FunctionMetrics>,
@@ -84,6 +85,7 @@ impl Draft {
         Draft {
             rec: Some(Activation {
                 id: new_activation_id(),
+                namespace: namespace.to_string(),
                 function: function.to_string(),
                 version,
                 start_ms: now_ms(),
@@ -97,6 +99,8 @@ impl Draft {
                 bytes_out: 0,
                 error: None,
                 log: None,
+                result: None,
+                meta: None,
             }),
             t0: Instant::now(),
             fm,
@@ -110,6 +114,11 @@ impl Draft {
 
     pub(crate) fn id(&self) -> &str {
         &self.rec.as_ref().expect("unfinished").id
+    }
+
+    /// Record under an id the caller chose (and may have shown already).
+    pub(crate) fn set_id(&mut self, id: String) {
+        self.rec().id = id;
     }
 
     /// When the request arrived.
@@ -148,8 +157,35 @@ impl Draft {
         finish(&self.fm, &self.recorder, rec, self.t0);
     }
 
+    /// The guest answered: the finished record, counted but not written
+    /// (the caller completes it and writes it).
+    pub(crate) fn succeed_keep(mut self, http_status: u16, bytes_out: u64) -> Activation {
+        let mut rec = self.rec.take().expect("unfinished");
+        rec.status = ActivationStatus::Success;
+        rec.http_status = http_status;
+        rec.bytes_out = bytes_out;
+        count(&self.fm, &rec, self.t0);
+        rec
+    }
+
     /// Record the failure; hand back the error carrying the activation id.
-    pub(crate) fn fail(mut self, mut e: Error) -> Error {
+    pub(crate) fn fail(self, e: Error) -> Error {
+        let (e, rec, fm, recorder, t0) = self.failed(e);
+        finish(&fm, &recorder, rec, t0);
+        e
+    }
+
+    /// As [`Draft::fail`], handing back the record instead of writing it.
+    pub(crate) fn fail_keep(self, e: Error) -> (Error, Activation) {
+        let (e, rec, fm, _, t0) = self.failed(e);
+        count(&fm, &rec, t0);
+        (e, rec)
+    }
+
+    fn failed(
+        mut self,
+        mut e: Error,
+    ) -> (Error, Activation, Arc<FunctionMetrics>, Recorder, Instant) {
         let mut rec = self.rec.take().expect("unfinished");
         rec.status = match e.kind {
             ErrorKind::Timeout => ActivationStatus::Timeout,
@@ -160,8 +196,7 @@ impl Draft {
         rec.error = Some(e.message.clone());
         self.recorder.metrics.error(e.kind);
         e.activation_id = Some(rec.id.clone());
-        finish(&self.fm, &self.recorder, rec, self.t0);
-        e
+        (e, rec, self.fm.clone(), self.recorder.clone(), self.t0)
     }
 
     /// A response whose body streams after this returns: the record is
@@ -181,9 +216,13 @@ impl Draft {
     }
 }
 
-fn finish(fm: &FunctionMetrics, recorder: &Recorder, rec: Activation, t0: Instant) {
+fn count(fm: &FunctionMetrics, rec: &Activation, t0: Instant) {
     fm.count(rec.status);
     fm.latency.observe_us(t0.elapsed().as_micros() as u64);
+}
+
+fn finish(fm: &FunctionMetrics, recorder: &Recorder, rec: Activation, t0: Instant) {
+    count(fm, &rec, t0);
     recorder.send(rec);
 }
 

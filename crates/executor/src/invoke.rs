@@ -103,12 +103,12 @@ pub struct Response {
 }
 
 /// What the stages before running hand to an ABI.
-struct Ready<'h> {
-    loaded: &'h Loaded,
-    admitted: Admitted,
-    cold: bool,
-    wait: Duration,
-    init: Duration,
+pub(crate) struct Ready<'h> {
+    pub(crate) loaded: &'h Loaded,
+    pub(crate) admitted: Admitted,
+    pub(crate) cold: bool,
+    pub(crate) wait: Duration,
+    pub(crate) init: Duration,
 }
 
 impl Executor {
@@ -117,6 +117,7 @@ impl Executor {
     /// the guest, releases every slot and records a cancelled activation.
     pub async fn invoke(&self, h: &Arc<FunctionHandle>, req: Request) -> Result<Response, Error> {
         let mut draft = Draft::start(
+            &h.version.namespace,
             &h.version.name,
             h.version.version,
             h.metrics.clone(),
@@ -133,7 +134,7 @@ impl Executor {
     }
 
     /// Admission and the template: what every ABI needs before it runs.
-    async fn prepare<'h>(
+    pub(crate) async fn prepare<'h>(
         &self,
         h: &'h FunctionHandle,
         draft: &mut Draft,
@@ -188,47 +189,7 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = match &self.opts.guest_runtime {
-            None => {
-                self.runtime
-                    .invoke(
-                        ready.loaded,
-                        Invocation {
-                            args: &h.args,
-                            env: &env,
-                            stdin: body,
-                            dirs: &h.version.config.dirs,
-                            limits,
-                        },
-                    )
-                    .await
-            }
-            Some(rt) => {
-                let (runtime, loaded, h2) = (self.runtime.clone(), ready.loaded.clone(), h.clone());
-                let task = rt.spawn(async move {
-                    let c = &h2.version.config;
-                    runtime
-                        .invoke(
-                            &loaded,
-                            Invocation {
-                                args: &h2.args,
-                                env: &env,
-                                stdin: body,
-                                dirs: &c.dirs,
-                                limits: &c.limits,
-                            },
-                        )
-                        .await
-                });
-                // If the client goes away, stop the guest too.
-                let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
-                task.await.unwrap_or_else(|e| {
-                    Err(RunError::Internal(format!(
-                        "guest task ended abnormally: {e}"
-                    )))
-                })
-            }
-        };
+        let result = self.run_guest(h, ready.loaded, env, body).await;
         let run = t_run.elapsed();
         drop(ready.admitted);
         match result {
@@ -319,6 +280,7 @@ impl Executor {
             limits: &c.limits,
             allow: h.allow.clone(),
             hold: Box::new(ready.admitted),
+            lane: Some(h.metrics.lane.clone()),
         };
         let result = self
             .runtime
@@ -364,6 +326,62 @@ impl Executor {
             init: ready.init,
             run: out.instantiate,
         })
+    }
+}
+
+impl Executor {
+    /// Run a command module's fresh instance with this environment and
+    /// stdin, on the guest runtime when there is one (aborted with the
+    /// caller's future, so a client that leaves stops its guest).
+    pub(crate) async fn run_guest(
+        &self,
+        h: &Arc<FunctionHandle>,
+        loaded: &Loaded,
+        env: Vec<(String, String)>,
+        stdin: Bytes,
+    ) -> Result<wisp_runtime::Output, RunError> {
+        match &self.opts.guest_runtime {
+            None => {
+                let c = &h.version.config;
+                self.runtime
+                    .invoke(
+                        loaded,
+                        Invocation {
+                            args: &h.args,
+                            env: &env,
+                            stdin,
+                            dirs: &c.dirs,
+                            limits: &c.limits,
+                        },
+                    )
+                    .await
+            }
+            Some(rt) => {
+                let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
+                let task = rt.spawn_for(Some(&h.metrics.lane), async move {
+                    let c = &h2.version.config;
+                    runtime
+                        .invoke(
+                            &loaded,
+                            Invocation {
+                                args: &h2.args,
+                                env: &env,
+                                stdin,
+                                dirs: &c.dirs,
+                                limits: &c.limits,
+                            },
+                        )
+                        .await
+                });
+                // If the caller goes away, stop the guest too.
+                let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
+                task.await.unwrap_or_else(|e| {
+                    Err(RunError::Internal(format!(
+                        "guest task ended abnormally: {e}"
+                    )))
+                })
+            }
+        }
     }
 }
 

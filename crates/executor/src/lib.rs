@@ -17,17 +17,23 @@
 
 mod activation;
 pub mod admission;
+mod call;
 mod error;
 mod invoke;
 mod metrics;
+mod namespaces;
 mod table;
 mod template;
 mod writer;
 
+pub use activation::new_activation_id;
+pub use call::{Call, Called};
 pub use error::Error;
 pub use invoke::{Request, RequestBody, Response, ResponseBody};
 pub use metrics::{FunctionMetrics, Metrics};
-pub use table::{Deployed, FunctionHandle};
+pub use namespaces::Issued;
+pub use table::{Deployed, FunctionHandle, Source, invoke_path};
+pub use wisp_store::{ActivationQuery, Namespace};
 
 use activation::{Msg, Recorder};
 use admission::NodeLimits;
@@ -93,8 +99,10 @@ impl Default for ExecutorOptions {
 pub struct Executor {
     runtime: Arc<Runtime>,
     store: Arc<Store>,
-    table: RwLock<HashMap<String, Arc<FunctionHandle>>>,
-    fn_metrics: RwLock<HashMap<String, Arc<FunctionMetrics>>>,
+    /// namespace → name → the served version.
+    table: RwLock<HashMap<String, HashMap<String, Arc<FunctionHandle>>>>,
+    fn_metrics: RwLock<HashMap<(String, String), Arc<FunctionMetrics>>>,
+    keys: namespaces::Keys,
     metrics: Arc<Metrics>,
     recorder: Recorder,
     node: Arc<NodeLimits>,
@@ -119,6 +127,7 @@ impl Executor {
             store: store.clone(),
             table: RwLock::new(HashMap::new()),
             fn_metrics: RwLock::new(HashMap::new()),
+            keys: namespaces::Keys::load(&store).map_err(store_err)?,
             recorder: Recorder {
                 tx,
                 metrics: metrics.clone(),
@@ -139,7 +148,7 @@ impl Executor {
                 "removed unreferenced blobs, stale artifacts and temp files"
             );
         }
-        for f in store.list_functions().map_err(store_err)? {
+        for f in store.list_functions(None).map_err(store_err)? {
             exec.install(f.active, None);
         }
         tokio::spawn(writer::writer(Arc::downgrade(&exec), store, rx));
@@ -167,10 +176,10 @@ impl Executor {
     }
 
     /// A function as stored.
-    pub async fn info(&self, name: &str) -> Result<Option<FunctionInfo>, Error> {
+    pub async fn info(&self, namespace: &str, name: &str) -> Result<Option<FunctionInfo>, Error> {
         let store = self.store.clone();
-        let n = name.to_string();
-        tokio::task::spawn_blocking(move || store.get_function(&n))
+        let (ns, n) = (namespace.to_string(), name.to_string());
+        tokio::task::spawn_blocking(move || store.get_function(&ns, &n))
             .await
             .map_err(join_err)?
             .map_err(store_err)
@@ -180,37 +189,52 @@ impl Executor {
     /// module bytes, checked against the version's digest.
     pub async fn module(
         &self,
+        namespace: &str,
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<(FunctionVersion, Vec<u8>)>, Error> {
         let store = self.store.clone();
-        let n = name.to_string();
-        tokio::task::spawn_blocking(move || store.module(&n, version))
+        let (ns, n) = (namespace.to_string(), name.to_string());
+        tokio::task::spawn_blocking(move || store.module(&ns, &n, version))
             .await
             .map_err(join_err)?
             .map_err(store_err)
     }
 
-    /// All functions as stored.
-    pub async fn list(&self) -> Result<Vec<FunctionInfo>, Error> {
+    /// The functions of a namespace (of all when `None`) as stored.
+    pub async fn list(&self, namespace: Option<&str>) -> Result<Vec<FunctionInfo>, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.list_functions())
+        let ns = namespace.map(str::to_string);
+        tokio::task::spawn_blocking(move || store.list_functions(ns.as_deref()))
             .await
             .map_err(join_err)?
             .map_err(store_err)
     }
 
-    /// Recent activations.
+    /// Recent activations, newest first.
     pub async fn activations(
         &self,
+        namespace: Option<String>,
         function: Option<String>,
+        since_ms: Option<i64>,
+        upto_ms: Option<i64>,
         limit: u32,
+        skip: u32,
     ) -> Result<Vec<Activation>, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.list_activations(function.as_deref(), limit))
-            .await
-            .map_err(join_err)?
-            .map_err(store_err)
+        tokio::task::spawn_blocking(move || {
+            store.list_activations(&ActivationQuery {
+                namespace: namespace.as_deref(),
+                function: function.as_deref(),
+                since_ms,
+                upto_ms,
+                limit,
+                skip,
+            })
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(store_err)
     }
 
     /// One activation with its log.
@@ -220,6 +244,12 @@ impl Executor {
             .await
             .map_err(join_err)?
             .map_err(store_err)
+    }
+
+    /// Write a finished record that [`Executor::call`] handed back, off
+    /// the hot path like every other record.
+    pub fn record(&self, rec: Activation) {
+        self.recorder.send(rec);
     }
 
     /// Wait until every activation recorded so far is written.
@@ -234,15 +264,29 @@ impl Executor {
     pub fn render_metrics(&self) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(4096);
+        // Series labels: `function="f"` in the default namespace (as before
+        // namespaces), `function="f",namespace="ns"` elsewhere.
         let fns: Vec<(String, Arc<FunctionMetrics>)> = self
             .fn_metrics
             .read()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|((ns, f), v)| {
+                let labels = if ns == wisp_core::DEFAULT_NAMESPACE {
+                    format!("function=\"{f}\"")
+                } else {
+                    format!("function=\"{f}\",namespace=\"{ns}\"")
+                };
+                (labels, v.clone())
+            })
             .collect();
-        let table: Vec<Arc<FunctionHandle>> =
-            self.table.read().unwrap().values().cloned().collect();
+        let table: Vec<Arc<FunctionHandle>> = self
+            .table
+            .read()
+            .unwrap()
+            .values()
+            .flat_map(|fns| fns.values().cloned())
+            .collect();
         let sections = [
             (
                 "invocations",

@@ -68,6 +68,9 @@ pub struct FunctionMetrics {
     pub latency: Histogram,
     /// Recent request rate, for the server's per-function fairness.
     pub rate: wisp_runtime::RateMeter,
+    /// Whether its invocations ran long lately: they then start in the
+    /// guests' slow lane (see `wisp_runtime::LaneHint`).
+    pub lane: std::sync::Arc<wisp_runtime::LaneHint>,
 }
 
 fn status_index(s: ActivationStatus) -> usize {
@@ -123,13 +126,13 @@ impl Metrics {
 }
 
 /// Render one function's series.
-pub(crate) fn render_function(out: &mut String, name: &str, m: &FunctionMetrics, section: &str) {
+pub(crate) fn render_function(out: &mut String, labels: &str, m: &FunctionMetrics, section: &str) {
     match section {
         "invocations" => {
             for s in ActivationStatus::ALL {
                 let _ = writeln!(
                     out,
-                    "wisp_invocations_total{{function=\"{name}\",status=\"{}\"}} {}",
+                    "wisp_invocations_total{{{labels},status=\"{}\"}} {}",
                     s.as_str(),
                     m.invocations(s)
                 );
@@ -138,29 +141,27 @@ pub(crate) fn render_function(out: &mut String, name: &str, m: &FunctionMetrics,
         "cold" => {
             let _ = writeln!(
                 out,
-                "wisp_cold_starts_total{{function=\"{name}\"}} {}",
+                "wisp_cold_starts_total{{{labels}}} {}",
                 m.cold_starts.load(Relaxed)
             );
         }
         "queue" => {
             let _ = writeln!(
                 out,
-                "wisp_queue_depth{{function=\"{name}\"}} {}",
+                "wisp_queue_depth{{{labels}}} {}",
                 m.queue_depth.load(Relaxed)
             );
         }
         "running" => {
             let _ = writeln!(
                 out,
-                "wisp_instances_running{{function=\"{name}\"}} {}",
+                "wisp_instances_running{{{labels}}} {}",
                 m.running.load(Relaxed)
             );
         }
-        "latency" => m.latency.render(
-            out,
-            "wisp_request_duration_seconds",
-            &format!("function=\"{name}\","),
-        ),
+        "latency" => m
+            .latency
+            .render(out, "wisp_request_duration_seconds", &format!("{labels},")),
         _ => {}
     }
 }

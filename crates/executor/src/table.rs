@@ -1,4 +1,4 @@
-//! The served table: one [`FunctionHandle`] per function name, and the
+//! The served table: one [`FunctionHandle`] per (namespace, name), and the
 //! operations that change it (deploy, remove, rollback). The table always
 //! agrees with the store: a deploy runs to its end (or fails as a whole)
 //! in a task of its own, whatever its client does.
@@ -27,7 +27,8 @@ pub struct FunctionHandle {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) allow: Arc<AllowList>,
     pub(crate) metrics: Arc<FunctionMetrics>,
-    /// `x-forwarded-prefix` for components: `/fn/{name}`, built once.
+    /// `x-forwarded-prefix` for components: `/fn/{name}` (`/ns/{ns}/fn/{name}`
+    /// outside the default namespace), built once.
     pub(crate) prefix: Option<http::HeaderValue>,
     /// Why this version can't be served, if it can't.
     pub(crate) broken: Option<String>,
@@ -37,6 +38,10 @@ impl FunctionHandle {
     /// The version served.
     pub fn version(&self) -> &FunctionVersion {
         &self.version
+    }
+    /// The function's own environment (its config's `env`).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
     /// Whether the template is loaded (warm).
     pub fn is_warm(&self) -> bool {
@@ -107,15 +112,25 @@ impl ExecutorOptions {
     }
 }
 
+/// The path a function is invoked under.
+pub fn invoke_path(namespace: &str, name: &str) -> String {
+    if namespace == wisp_core::DEFAULT_NAMESPACE {
+        format!("/fn/{name}")
+    } else {
+        format!("/ns/{namespace}/fn/{name}")
+    }
+}
+
 impl Executor {
-    pub(crate) fn metrics_for(&self, name: &str) -> Arc<FunctionMetrics> {
-        if let Some(m) = self.fn_metrics.read().unwrap().get(name) {
+    pub(crate) fn metrics_for(&self, namespace: &str, name: &str) -> Arc<FunctionMetrics> {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(m) = self.fn_metrics.read().unwrap().get(&key) {
             return m.clone();
         }
         self.fn_metrics
             .write()
             .unwrap()
-            .entry(name.to_string())
+            .entry(key)
             .or_default()
             .clone()
     }
@@ -154,21 +169,48 @@ impl Executor {
                 version.config.limits.max_concurrency as usize,
             )),
             allow: Arc::new(allow.unwrap_or_default()),
-            metrics: self.metrics_for(&version.name),
-            prefix: http::HeaderValue::try_from(format!("/fn/{}", version.name)).ok(),
+            metrics: self.metrics_for(&version.namespace, &version.name),
+            prefix: http::HeaderValue::try_from(invoke_path(&version.namespace, &version.name))
+                .ok(),
             broken,
             version,
         });
         self.table
             .write()
             .unwrap()
+            .entry(handle.version.namespace.clone())
+            .or_default()
             .insert(handle.version.name.clone(), handle.clone());
         handle
     }
 
-    /// The function currently served under `name`.
-    pub fn get(&self, name: &str) -> Option<Arc<FunctionHandle>> {
-        self.table.read().unwrap().get(name).cloned()
+    /// The function currently served as `name` in `namespace`: the one
+    /// lookup every way of invoking goes through (the invoke routes, the
+    /// OpenWhisk API, sequences, workflows).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<FunctionHandle>> {
+        self.table
+            .read()
+            .unwrap()
+            .get(namespace)
+            .and_then(|fns| fns.get(name))
+            .cloned()
+    }
+
+    /// Drop a function's handle and metrics (the store already forgot it).
+    pub(crate) fn uninstall(&self, namespace: &str, name: &str) {
+        let mut t = self.table.write().unwrap();
+        if let Some(fns) = t.get_mut(namespace) {
+            fns.remove(name);
+            if fns.is_empty() {
+                t.remove(namespace);
+            }
+        }
+        drop(t);
+        // Its series go too: /metrics lists deployed functions only.
+        self.fn_metrics
+            .write()
+            .unwrap()
+            .remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// Deploy `wasm` as the new version of `name`.
@@ -180,22 +222,27 @@ impl Executor {
     /// that runs past `compile_timeout` fails the deploy.
     pub async fn deploy(
         self: &Arc<Self>,
+        namespace: &str,
         name: &str,
         wasm: Bytes,
         config: FunctionConfig,
     ) -> Result<Deployed, Error> {
-        self.deploy_from(name, wasm, config, None).await
+        self.deploy_from(namespace, name, wasm, config, Source::default())
+            .await
     }
 
-    /// [`Executor::deploy`], recording where the module came from (`oci`:
-    /// the registry reference and manifest digest it was pulled as).
+    /// [`Executor::deploy`], recording where the module came from and what
+    /// the deploying API keeps with the version.
     pub async fn deploy_from(
         self: &Arc<Self>,
+        namespace: &str,
         name: &str,
         wasm: Bytes,
         config: FunctionConfig,
-        oci: Option<OciSource>,
+        source: Source,
     ) -> Result<Deployed, Error> {
+        wisp_core::validate_namespace(namespace)
+            .map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
         wisp_core::validate_name(name).map_err(|m| Error::new(ErrorKind::BadRequest, m))?;
         config
             .validate()
@@ -223,10 +270,10 @@ impl Executor {
             ));
         };
         let exec = self.clone();
-        let name = name.to_string();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
         tokio::spawn(async move {
             let _pending = pending;
-            exec.deploy_now(name, wasm, config, oci).await
+            exec.deploy_now(namespace, name, wasm, config, source).await
         })
         .await
         .map_err(join_err)?
@@ -234,16 +281,17 @@ impl Executor {
 
     async fn deploy_now(
         &self,
+        namespace: String,
         name: String,
         wasm: Bytes,
         config: FunctionConfig,
-        oci: Option<OciSource>,
+        source: Source,
     ) -> Result<Deployed, Error> {
         let guard = self.deploy_lock.clone().lock_owned().await;
         let runtime = self.runtime.clone();
         let store = self.store.clone();
         let digest = wisp_store::sha256_hex(&wasm);
-        let name2 = name.clone();
+        let (ns2, name2) = (namespace.clone(), name.clone());
         let t0 = Instant::now();
         let work = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let fp = runtime.fingerprint();
@@ -278,6 +326,7 @@ impl Executor {
             store.put_blob_as(&digest, &wasm).map_err(store_err)?;
             let d = store
                 .create_version(NewVersion {
+                    namespace: &ns2,
                     name: &name2,
                     digest_hex: &digest,
                     abi,
@@ -285,7 +334,8 @@ impl Executor {
                     wasm_size: wasm.len() as u64,
                     compiled_size,
                     compile_ms,
-                    oci: oci.as_ref(),
+                    oci: source.oci.as_ref(),
+                    meta: source.meta.as_ref(),
                 })
                 .map_err(store_err)?;
             Ok((d, loaded, compiled))
@@ -316,14 +366,14 @@ impl Executor {
             }
         };
         let same = self
-            .get(&name)
+            .get(&namespace, &name)
             .is_some_and(|h| h.version.version == deployed.version.version && h.broken.is_none());
         if !same {
             self.install(deployed.version.clone(), Some(loaded));
         }
         if deployed.created {
             self.metrics.deploys.fetch_add(1, Relaxed);
-            tracing::info!(function = %name, version = deployed.version.version, compiled,
+            tracing::info!(%namespace, function = %name, version = deployed.version.version, compiled,
                 ms = t0.elapsed().as_millis() as u64, "deployed");
         }
         drop(guard);
@@ -335,22 +385,63 @@ impl Executor {
     }
 
     /// Remove a function; in-flight requests finish on the old handle.
-    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<bool, Error> {
+    pub async fn remove(self: &Arc<Self>, namespace: &str, name: &str) -> Result<bool, Error> {
         let exec = self.clone();
-        let name = name.to_string();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
         // Its own task, like deploy: the store and the table change together.
         tokio::spawn(async move {
             let _guard = exec.deploy_lock.lock().await;
             let store = exec.store.clone();
-            let n = name.clone();
-            let existed = tokio::task::spawn_blocking(move || store.delete_function(&n))
+            let (ns, n) = (namespace.clone(), name.clone());
+            let existed = tokio::task::spawn_blocking(move || store.delete_function(&ns, &n))
                 .await
                 .map_err(join_err)?
                 .map_err(store_err)?;
-            exec.table.write().unwrap().remove(&name);
-            // Its series go too: /metrics lists deployed functions only.
-            exec.fn_metrics.write().unwrap().remove(&name);
+            exec.uninstall(&namespace, &name);
             Ok(existed)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Run a store change that may delete functions (an OpenWhisk sequence
+    /// put over an action, a namespace removed) under the deploy lock, then
+    /// drop the handles of the functions the store no longer has in
+    /// `namespace`.
+    pub async fn forget_after<T: Send + 'static>(
+        self: &Arc<Self>,
+        namespace: &str,
+        change: impl FnOnce(&wisp_store::Store) -> Result<T, wisp_store::Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let exec = self.clone();
+        let namespace = namespace.to_string();
+        tokio::spawn(async move {
+            let _guard = exec.deploy_lock.lock().await;
+            let store = exec.store.clone();
+            let ns = namespace.clone();
+            let (out, kept) = tokio::task::spawn_blocking(move || {
+                let out = change(&store)?;
+                let kept: std::collections::HashSet<String> = store
+                    .list_functions(Some(&ns))?
+                    .into_iter()
+                    .map(|f| f.name)
+                    .collect();
+                Ok::<_, wisp_store::Error>((out, kept))
+            })
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)?;
+            let served: Vec<String> = exec
+                .table
+                .read()
+                .unwrap()
+                .get(&namespace)
+                .map(|fns| fns.keys().cloned().collect())
+                .unwrap_or_default();
+            for name in served.iter().filter(|n| !kept.contains(*n)) {
+                exec.uninstall(&namespace, name);
+            }
+            Ok(out)
         })
         .await
         .map_err(join_err)?
@@ -359,15 +450,16 @@ impl Executor {
     /// Make an earlier version active.
     pub async fn rollback(
         self: &Arc<Self>,
+        namespace: &str,
         name: &str,
         to: Option<u32>,
     ) -> Result<FunctionVersion, Error> {
         let exec = self.clone();
-        let name = name.to_string();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
         tokio::spawn(async move {
             let _guard = exec.deploy_lock.lock().await;
             let store = exec.store.clone();
-            let v = tokio::task::spawn_blocking(move || store.rollback(&name, to))
+            let v = tokio::task::spawn_blocking(move || store.rollback(&namespace, &name, to))
                 .await
                 .map_err(join_err)?
                 .map_err(store_err)?;
@@ -377,4 +469,14 @@ impl Executor {
         .await
         .map_err(join_err)?
     }
+}
+
+/// Where a deployed module came from and what the deploying API keeps with
+/// its version.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The registry reference and manifest digest of an `oci://` deploy.
+    pub oci: Option<OciSource>,
+    /// Metadata versioned with the module (OpenWhisk's action fields).
+    pub meta: Option<serde_json::Value>,
 }

@@ -183,6 +183,8 @@ pub struct HttpInvocation<'a> {
     /// Whatever the caller needs kept alive until the instance ends (its
     /// admission slots): the instance task owns it and drops it last.
     pub hold: Box<dyn Send>,
+    /// The function's lane history (see [`crate::LaneHint`]), if tracked.
+    pub lane: Option<Arc<crate::LaneHint>>,
 }
 
 /// A component's answer: the response head and a body that streams while
@@ -355,6 +357,7 @@ impl Runtime {
         preopen(&mut b, inv.dirs)?;
         grant_sockets(&mut b, &inv.allow);
         let hold = inv.hold;
+        let lane = inv.lane;
         let state = HttpState {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
@@ -424,7 +427,7 @@ impl Runtime {
             });
         };
         let handle = match guests {
-            Some(lanes) => lanes.spawn(task),
+            Some(lanes) => lanes.spawn_for(lane.as_ref(), task),
             None => tokio::spawn(task),
         };
         // Until the head is out, the instance belongs to this call: if the

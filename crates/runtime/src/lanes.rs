@@ -18,6 +18,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -50,16 +51,73 @@ impl GuestLanes {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.spawn_for(None, fut)
+    }
+
+    /// [`spawn`](Self::spawn) an invocation of the function `hint` tracks:
+    /// if its invocations were moved to the slow lane lately, this one starts
+    /// there, instead of holding a fast-lane thread for its first
+    /// `demote_after` (with 2 fast threads, two heavy requests arriving at
+    /// once block every short one behind them for that long).
+    pub fn spawn_for<F>(&self, hint: Option<&Arc<LaneHint>>, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         match &self.slow {
             None => self.fast.spawn(fut),
-            Some((slow, after)) => self.fast.spawn(demoting(fut, slow.clone(), *after)),
+            Some((slow, _)) if hint.is_some_and(|h| h.heavy()) => slow.spawn(fut),
+            Some((slow, after)) => {
+                self.fast
+                    .spawn(demoting(fut, slow.clone(), *after, hint.cloned()))
+            }
         }
     }
 }
 
+/// What one function's invocations did in the lanes lately: whether one was
+/// moved to the slow lane within [`LaneHint::MEMORY`]. Lock-free; a function
+/// that never ran long costs one atomic load per invocation and no clock
+/// read.
+#[derive(Debug, Default)]
+pub struct LaneHint {
+    /// When an invocation was last demoted, in ms since [`epoch`] + 1 (0: never).
+    demoted_at: std::sync::atomic::AtomicU64,
+}
+
+impl LaneHint {
+    /// How long a demotion marks the function as heavy. Its invocations then
+    /// start in the slow lane, so none is demoted and the mark lapses: one
+    /// invocation a second still starts in the fast lane and checks again.
+    pub const MEMORY: Duration = Duration::from_secs(1);
+
+    /// Whether an invocation was demoted within [`Self::MEMORY`].
+    pub fn heavy(&self) -> bool {
+        let at = self.demoted_at.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0 && millis_now().saturating_sub(at - 1) < Self::MEMORY.as_millis() as u64
+    }
+
+    fn mark(&self) {
+        self.demoted_at
+            .store(millis_now() + 1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the first call in this process (monotonic).
+fn millis_now() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 /// Poll `fut` here until it has been suspended for `after` since its first
-/// suspension, then hand it to `slow` and wait for it there.
-async fn demoting<F>(fut: F, slow: Handle, after: Duration) -> F::Output
+/// suspension, then hand it to `slow` (noting it in `hint`) and wait for it
+/// there.
+async fn demoting<F>(
+    fut: F,
+    slow: Handle,
+    after: Duration,
+    hint: Option<Arc<LaneHint>>,
+) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -68,7 +126,11 @@ where
     demote_when(fut, slow, move || {
         let now = Instant::now();
         let since = *first_pending.get_or_insert(now);
-        now.duration_since(since) >= after
+        let demote = now.duration_since(since) >= after;
+        if demote && let Some(h) = &hint {
+            h.mark();
+        }
+        demote
     })
     .await
 }
@@ -267,6 +329,41 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn a_function_demoted_lately_starts_in_the_slow_lane_until_the_mark_lapses() {
+        let fast = runtime("fast", None);
+        let slow = runtime("slow", Some(2));
+        let lanes = GuestLanes::new(fast.handle().clone())
+            .with_slow_lane(slow.handle().clone(), Duration::from_millis(2));
+        let main = runtime("main", None);
+        let hint = Arc::new(LaneHint::default());
+        let spinner = || async {
+            let first = thread_name();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(20) {
+                tokio::task::yield_now().await;
+            }
+            first
+        };
+        // Unknown: starts fast, is demoted, and the function is marked.
+        assert!(!hint.heavy());
+        let first = main.block_on(lanes.spawn_for(Some(&hint), spinner())).unwrap();
+        assert_eq!(first, "fast");
+        assert!(hint.heavy());
+        // Marked: the next one starts in the slow lane.
+        let first = main.block_on(lanes.spawn_for(Some(&hint), spinner())).unwrap();
+        assert_eq!(first, "slow");
+        // Another function is not affected.
+        let other = Arc::new(LaneHint::default());
+        let first = main.block_on(lanes.spawn_for(Some(&other), async { thread_name() }));
+        assert_eq!(first.unwrap(), "fast");
+        // After the mark lapses, it gets the fast lane again.
+        std::thread::sleep(LaneHint::MEMORY + Duration::from_millis(50));
+        assert!(!hint.heavy());
+        let first = main.block_on(lanes.spawn_for(Some(&hint), async { thread_name() }));
+        assert_eq!(first.unwrap(), "fast");
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub use http::{
     BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody,
 };
 pub use invoke::{Invocation, Output, RunError};
-pub use lanes::{AbortOnDrop, GuestLanes, RateMeter, demote_when, lower_thread_priority};
+pub use lanes::{
+    AbortOnDrop, GuestLanes, LaneHint, RateMeter, demote_when, lower_thread_priority,
+};
 pub use wisp_core::cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
 
 /// Errors of compile and load.

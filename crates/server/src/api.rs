@@ -1,7 +1,9 @@
 //! Management API handlers.
 
+use crate::guard::{Caller, scope};
 use crate::openapi::ApiQuery as Query;
 use crate::{ApiError, AppState};
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -13,6 +15,20 @@ use wisp_core::deploy::{DeployBody, ModuleSpec};
 use wisp_core::{ErrorKind, OciSource};
 
 type S = State<Arc<AppState>>;
+type Who = Extension<Caller>;
+
+/// `{name}` of an unscoped route, or `{ns}` and `{name}` of a namespaced one.
+#[derive(Deserialize)]
+pub(crate) struct FnPath {
+    ns: Option<String>,
+    name: String,
+}
+
+/// `{ns}` of a namespaced collection route.
+#[derive(Deserialize)]
+pub(crate) struct NsPath {
+    ns: Option<String>,
+}
 
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "The server is up", body = String, content_type = "text/plain")))]
@@ -61,9 +77,11 @@ pub(crate) async fn not_found() -> ApiError {
 /// `application/json` `{"oci": REF, "config": …}` (the server pulls REF).
 pub(crate) async fn deploy(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(FnPath { ns, name }): Path<FnPath>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
     let ctype = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -92,7 +110,16 @@ pub(crate) async fn deploy(
             (wasm, Some(src))
         }
     };
-    let d = st.exec.deploy_from(&name, wasm, config, oci).await?;
+    let d = st
+        .exec
+        .deploy_from(
+            &ns,
+            &name,
+            wasm,
+            config,
+            wisp_executor::Source { oci, meta: None },
+        )
+        .await?;
     let status = if d.created {
         StatusCode::CREATED
     } else {
@@ -156,8 +183,13 @@ fn bad(m: impl Into<String>) -> ApiError {
     responses((status = 200, description = "Every function with its active version", body = crate::openapi::FunctionList),
               (status = 401, response = crate::openapi::Unauthorized),
               (status = 403, response = crate::openapi::Forbidden)))]
-pub(crate) async fn list_functions(State(st): S) -> Result<Response, ApiError> {
-    let fns = st.exec.list().await?;
+pub(crate) async fn list_functions(
+    State(st): S,
+    Extension(who): Who,
+    Path(NsPath { ns }): Path<NsPath>,
+) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    let fns = st.exec.list(Some(&ns)).await?;
     Ok(Json(serde_json::json!({ "functions": fns })).into_response())
 }
 
@@ -169,12 +201,14 @@ pub(crate) async fn list_functions(State(st): S) -> Result<Response, ApiError> {
               (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn get_function(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(FnPath { ns, name }): Path<FnPath>,
 ) -> Result<Response, ApiError> {
-    match st.exec.info(&name).await? {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    match st.exec.info(&ns, &name).await? {
         Some(f) => {
             let mut v = serde_json::to_value(&f).expect("serializes");
-            if let Some(h) = st.exec.get(&name) {
+            if let Some(h) = st.exec.get(&ns, &name) {
                 v["warm"] = h.is_warm().into();
             }
             Ok(Json(v).into_response())
@@ -194,9 +228,11 @@ pub(crate) async fn get_function(
               (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn delete_function(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(FnPath { ns, name }): Path<FnPath>,
 ) -> Result<Response, ApiError> {
-    if st.exec.remove(&name).await? {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    if st.exec.remove(&ns, &name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(
@@ -223,10 +259,12 @@ pub(crate) struct ModuleQuery {
               (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn get_module(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(FnPath { ns, name }): Path<FnPath>,
     Query(q): Query<ModuleQuery>,
 ) -> Result<Response, ApiError> {
-    let Some((v, wasm)) = st.exec.module(&name, q.version).await? else {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    let Some((v, wasm)) = st.exec.module(&ns, &name, q.version).await? else {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             match q.version {
@@ -269,10 +307,12 @@ pub(crate) struct RollbackQuery {
               (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn rollback(
     State(st): S,
-    Path(name): Path<String>,
+    Extension(who): Who,
+    Path(FnPath { ns, name }): Path<FnPath>,
     Query(q): Query<RollbackQuery>,
 ) -> Result<Response, ApiError> {
-    let v = st.exec.rollback(&name, q.version).await?;
+    let ns = scope(&st, &who, ns.as_deref())?;
+    let v = st.exec.rollback(&ns, &name, q.version).await?;
     Ok(Json(v).into_response())
 }
 
@@ -291,8 +331,11 @@ pub(crate) struct ActivationsQuery {
               (status = 403, response = crate::openapi::Forbidden)))]
 pub(crate) async fn list_activations(
     State(st): S,
+    Extension(who): Who,
+    Path(NsPath { ns }): Path<NsPath>,
     Query(q): Query<ActivationsQuery>,
 ) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
     // Make "I just invoked it" visible in the listing.
     st.exec.flush().await;
     let limit = q.limit.unwrap_or(50);
@@ -301,7 +344,10 @@ pub(crate) async fn list_activations(
             "limit must be between 1 and 10000, got {limit}"
         )));
     }
-    let acts = st.exec.activations(q.function, limit).await?;
+    let acts = st
+        .exec
+        .activations(Some(ns), q.function, None, None, limit, 0)
+        .await?;
     Ok(Json(serde_json::json!({ "activations": acts })).into_response())
 }
 
@@ -313,15 +359,110 @@ pub(crate) async fn list_activations(
               (status = 404, response = crate::openapi::NotFound)))]
 pub(crate) async fn get_activation(
     State(st): S,
+    Extension(who): Who,
     Path(id): Path<String>,
     _h: HeaderMap,
 ) -> Result<Response, ApiError> {
     st.exec.flush().await;
+    // Another namespace's record is as absent as one that never was.
     match st.exec.activation(id.clone()).await? {
-        Some(a) => Ok(Json(a).into_response()),
-        None => Err(ApiError::new(
+        Some(a) if who.may(&a.namespace) => Ok(Json(a).into_response()),
+        _ => Err(ApiError::new(
             ErrorKind::NotFound,
             format!("activation {id:?} not found"),
         )),
+    }
+}
+
+fn admin_only(who: &Caller) -> Result<(), ApiError> {
+    match who {
+        Caller::Admin => Ok(()),
+        Caller::Namespace(_) => Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "managing namespaces takes the server's admin token",
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces", security(("token" = [])),
+    responses((status = 200, description = "Every namespace, without its key", body = crate::openapi::NamespaceList),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden)))]
+/// `GET /v1/namespaces` (admin): every namespace, without its key.
+pub(crate) async fn list_namespaces(
+    State(st): S,
+    Extension(who): Who,
+) -> Result<Response, ApiError> {
+    admin_only(&who)?;
+    let all = st.exec.namespaces().await?;
+    Ok(Json(serde_json::json!({ "namespaces": all })).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewNamespace {
+    name: String,
+}
+
+#[utoipa::path(post, path = "/v1/namespaces", tag = "namespaces", security(("token" = [])),
+    request_body(content = crate::openapi::NewNamespace, content_type = "application/json"),
+    responses((status = 201, description = "Created; its key, shown this once", body = crate::openapi::IssuedKey),
+              (status = 400, response = crate::openapi::BadRequest),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 409, response = crate::openapi::Conflict)))]
+/// `POST /v1/namespaces` `{"name"}` (admin): create it and issue its key,
+/// shown this once.
+pub(crate) async fn create_namespace(
+    State(st): S,
+    Extension(who): Who,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_only(&who)?;
+    let n: NewNamespace = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("expected {{\"name\": \"...\"}}: {e}")))?;
+    let issued = st.exec.create_namespace(&n.name).await?;
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/key", tag = "namespaces", security(("token" = [])),
+    params(("ns" = String, Path, description = "The namespace (`_`: the caller's)")),
+    responses((status = 200, description = "A new key; the old one stops working", body = crate::openapi::IssuedKey),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound)))]
+/// `POST /v1/namespaces/{ns}/key` (admin, or the namespace's own key): a
+/// new key; the old one stops working at once.
+pub(crate) async fn rotate_key(
+    State(st): S,
+    Extension(who): Who,
+    Path(NsPath { ns }): Path<NsPath>,
+) -> Result<Response, ApiError> {
+    let ns = scope(&st, &who, ns.as_deref())?;
+    let issued = st.exec.rotate_key(&ns).await?;
+    Ok(Json(issued).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/namespaces/{ns}", tag = "namespaces", security(("token" = [])),
+    params(("ns" = String, Path, description = "The namespace")),
+    responses((status = 204, description = "Removed, with everything in it"),
+              (status = 401, response = crate::openapi::Unauthorized),
+              (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound),
+              (status = 409, response = crate::openapi::Conflict)))]
+/// `DELETE /v1/namespaces/{ns}` (admin): the namespace and everything in it.
+pub(crate) async fn delete_namespace(
+    State(st): S,
+    Extension(who): Who,
+    Path(NsPath { ns }): Path<NsPath>,
+) -> Result<Response, ApiError> {
+    admin_only(&who)?;
+    let ns = scope(&st, &who, ns.as_deref())?;
+    if st.exec.delete_namespace(&ns).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("namespace {ns:?} not found"),
+        ))
     }
 }

@@ -1,7 +1,16 @@
-//! Who may call what: the bearer token of `/v1/*` (and `/metrics` unless it
-//! is opened), and the `Host`/`Origin` check that keeps web pages a
-//! developer visits from reaching a server on their loopback (DNS
-//! rebinding, cross-site requests).
+//! Who may call what: the admin's bearer token or a namespace's key on
+//! `/v1/*` (and the token on `/metrics` unless it is opened), and the
+//! `Host`/`Origin` check that keeps web pages a developer visits from
+//! reaching a server on their loopback (DNS rebinding, cross-site
+//! requests).
+//!
+//! A request to `/v1` is made by a [`Caller`]: the admin (the server's
+//! token, or anyone on a loopback server without one) or a namespace (its
+//! `uuid:key`, as `Authorization: Basic base64(uuid:key)` the way
+//! OpenWhisk clients send it, or `Bearer uuid:key`). The unscoped routes
+//! (`/v1/functions/...`) act on the caller's namespace: `default` for the
+//! admin. `/v1/namespaces/{ns}/...` names one; `_` is the caller's; a key
+//! reaches only its own.
 
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
@@ -96,31 +105,112 @@ pub(crate) async fn host_check(
     next.run(req).await
 }
 
-fn token_ok(st: &AppState, req: &Request) -> bool {
-    let Some(token) = &st.access.token else {
-        return true;
+/// Who made a `/v1` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The server's token (or no token configured): every namespace.
+    Admin,
+    /// A namespace's key: that namespace only.
+    Namespace(String),
+}
+
+impl Caller {
+    /// The namespace the unscoped routes act on.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Caller::Admin => wisp_core::DEFAULT_NAMESPACE,
+            Caller::Namespace(n) => n,
+        }
+    }
+
+    /// Whether this caller may act on `ns`.
+    pub fn may(&self, ns: &str) -> bool {
+        match self {
+            Caller::Admin => true,
+            Caller::Namespace(n) => n == ns,
+        }
+    }
+}
+
+/// The namespace a `/v1` request acts on: the route's `{ns}` (`_` being
+/// the caller's), else the caller's. 403 for another namespace's key, 404
+/// for a namespace that does not exist.
+pub(crate) fn scope(st: &AppState, caller: &Caller, ns: Option<&str>) -> Result<String, ApiError> {
+    let ns = match ns {
+        None | Some("_") => caller.namespace(),
+        Some(n) => n,
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare digests: constant time, and the length of the token leaks nothing.
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(token.as_bytes()),
-    );
+    if !caller.may(ns) {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("this key is not authorized for namespace {ns:?}"),
+        ));
+    }
+    if !st.exec.namespace_exists(ns) {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("namespace {ns:?} not found"),
+        ));
+    }
+    Ok(ns.to_string())
+}
+
+/// Constant-time equality of two secrets of any length (their digests).
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
     a.iter()
         .zip(b.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
 }
 
+/// `uuid:key` from `Authorization: Basic base64(uuid:key)` or `Bearer uuid:key`.
+pub fn namespace_key(authorization: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let pair = if let Some(b64) = authorization.strip_prefix("Basic ") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        String::from_utf8(raw).ok()?
+    } else {
+        authorization.strip_prefix("Bearer ")?.to_string()
+    };
+    let (uuid, key) = pair.split_once(':')?;
+    Some((uuid.to_string(), key.to_string()))
+}
+
+/// Who is calling, if the credentials are good. `None`: refuse with 401.
+fn caller(st: &AppState, req: &Request) -> Option<Caller> {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let (Some(token), Some(given)) = (
+        &st.access.token,
+        auth.and_then(|a| a.strip_prefix("Bearer ")),
+    ) && same_secret(given, token)
+    {
+        return Some(Caller::Admin);
+    }
+    match auth {
+        Some(a) => {
+            let (uuid, key) = namespace_key(a)?;
+            st.exec.authenticate(&uuid, &key).map(Caller::Namespace)
+        }
+        // No token configured (a loopback server): the admin.
+        None if st.access.token.is_none() => Some(Caller::Admin),
+        None => None,
+    }
+}
+
+fn token_ok(st: &AppState, req: &Request) -> bool {
+    caller(st, req) == Some(Caller::Admin)
+}
+
 fn unauthorized() -> Response {
     ApiError::new(
         ErrorKind::Unauthorized,
-        "missing or wrong bearer token (Authorization: Bearer <token>)",
+        "missing or wrong credentials (Authorization: Bearer <token>, or a namespace's key as Basic base64(uuid:key))",
     )
     .into_response()
 }
@@ -128,7 +218,7 @@ fn unauthorized() -> Response {
 /// `/v1/*`: the token, and no cross-site requests from a foreign origin.
 pub(crate) async fn api_auth(
     State(st): State<Arc<AppState>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     if let (Some(hc), Some(origin)) = (&st.access.hosts, req.headers().get(header::ORIGIN)) {
@@ -137,9 +227,10 @@ pub(crate) async fn api_auth(
             return forbidden("Origin", origin);
         }
     }
-    if !token_ok(&st, &req) {
+    let Some(who) = caller(&st, &req) else {
         return unauthorized();
-    }
+    };
+    req.extensions_mut().insert(who);
     next.run(req).await
 }
 

@@ -11,31 +11,37 @@ use std::sync::Arc;
 use wisp_core::{Abi, ErrorKind};
 use wisp_executor::{RequestBody, ResponseBody};
 
-pub(crate) async fn invoke_root(
-    State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
-    run(st, name, String::new(), req)
-        .await
-        .unwrap_or_else(|e| e.into_response())
+/// `{name}` (default namespace) or `{ns}` and `{name}`, and the sub-path.
+#[derive(serde::Deserialize)]
+pub(crate) struct Target {
+    ns: Option<String>,
+    name: String,
+    path: Option<String>,
 }
 
-pub(crate) async fn invoke_path(
+pub(crate) async fn invoke(
     State(st): State<Arc<AppState>>,
-    Path((name, path)): Path<(String, String)>,
+    Path(t): Path<Target>,
     req: Request,
 ) -> Response {
-    let mut p = String::with_capacity(path.len() + 1);
-    p.push('/');
-    p.push_str(&path);
-    run(st, name, p, req)
+    let path_info = match t.path {
+        Some(p) => {
+            let mut s = String::with_capacity(p.len() + 1);
+            s.push('/');
+            s.push_str(&p);
+            s
+        }
+        None => String::new(),
+    };
+    let ns = t.ns.as_deref().unwrap_or(wisp_core::DEFAULT_NAMESPACE);
+    run(st, ns, t.name, path_info, req)
         .await
         .unwrap_or_else(|e| e.into_response())
 }
 
 async fn run(
     st: Arc<AppState>,
+    ns: &str,
     name: String,
     path_info: String,
     req: Request,
@@ -45,7 +51,13 @@ async fn run(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let Some(h) = st.exec.get(&name) else {
+    // A private function (an OpenWhisk action that is not a web action) is
+    // as absent here as one that does not exist.
+    let Some(h) = st
+        .exec
+        .get(ns, &name)
+        .filter(|h| !h.version().config.private)
+    else {
         st.exec.metrics().error(ErrorKind::NotFound);
         return Err(ApiError::new(
             ErrorKind::NotFound,

@@ -13,11 +13,11 @@ pub mod openapi;
 
 pub use conn::{Demotion, HttpLimits};
 pub use error::ApiError;
-pub use guard::{Access, HostCheck};
+pub use guard::{Access, Caller, HostCheck, namespace_key};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use std::sync::Arc;
 use wisp_executor::Executor;
 
@@ -33,6 +33,8 @@ pub struct AppState {
     pub server_port: u16,
     /// How `oci://` deploys are pulled.
     pub oci: OciPulls,
+    /// The OpenWhisk controller API, served under `/api/v1` when set.
+    pub openwhisk: Option<Arc<wisp_openwhisk::controller::Controller>>,
 }
 
 /// The server's registry client for `oci://` deploys, and the few pulls
@@ -95,6 +97,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/functions/{name}/rollback", post(api::rollback))
         .route("/activations", get(api::list_activations))
         .route("/activations/{id}", get(api::get_activation))
+        // The same, in a named namespace (`_`: the caller's); and the
+        // namespaces themselves.
+        .route(
+            "/namespaces",
+            get(api::list_namespaces).post(api::create_namespace),
+        )
+        .route("/namespaces/{ns}", delete(api::delete_namespace))
+        .route("/namespaces/{ns}/key", post(api::rotate_key))
+        .route("/namespaces/{ns}/functions", get(api::list_functions))
+        .route(
+            "/namespaces/{ns}/functions/{name}",
+            put(api::deploy)
+                .get(api::get_function)
+                .delete(api::delete_function),
+        )
+        .route(
+            "/namespaces/{ns}/functions/{name}/module",
+            get(api::get_module),
+        )
+        .route(
+            "/namespaces/{ns}/functions/{name}/rollback",
+            post(api::rollback),
+        )
+        .route("/namespaces/{ns}/activations", get(api::list_activations))
         .route("/openapi.json", get(openapi::openapi_json))
         // Multipart framing and the config part on top of the module.
         .layer(DefaultBodyLimit::max(max_module + (1 << 20)))
@@ -108,12 +134,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             guard::metrics_auth,
         ));
-    Router::new()
-        .nest("/v1", v1)
-        .merge(metrics)
-        .route("/fn/{name}", any(invoke::invoke_root))
-        .route("/fn/{name}/", any(invoke::invoke_root))
-        .route("/fn/{name}/{*path}", any(invoke::invoke_path))
+    let mut app = Router::new().nest("/v1", v1);
+    if let Some(ow) = &state.openwhisk {
+        // Its own credentials (a namespace's key) and error shape.
+        app = app.nest_service("/api/v1", wisp_openwhisk::controller::router(ow.clone()));
+    }
+    app.merge(metrics)
+        .route("/fn/{name}", any(invoke::invoke))
+        .route("/fn/{name}/", any(invoke::invoke))
+        .route("/fn/{name}/{*path}", any(invoke::invoke))
+        // Functions of other namespaces (see docs/architecture.md, "Namespaces").
+        .route("/ns/{ns}/fn/{name}", any(invoke::invoke))
+        .route("/ns/{ns}/fn/{name}/", any(invoke::invoke))
+        .route("/ns/{ns}/fn/{name}/{*path}", any(invoke::invoke))
         .route("/healthz", get(api::healthz))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

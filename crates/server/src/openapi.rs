@@ -123,6 +123,51 @@ pub struct ActivationList {
     activations: Vec<wisp_core::Activation>,
 }
 
+/// `GET /v1/namespaces`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NamespaceList {
+    namespaces: Vec<NamespaceShown>,
+}
+
+/// A namespace (its key is never shown).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NamespaceShown {
+    name: String,
+    /// The public half of its key, if it has one.
+    uuid: Option<String>,
+    /// Unix milliseconds.
+    created_ms: i64,
+    /// When its key was last set, Unix milliseconds.
+    updated_ms: i64,
+}
+
+/// A key as issued: shown this once, never stored.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IssuedKey {
+    namespace: String,
+    uuid: String,
+    key: String,
+    /// `uuid:key`, what clients send (`Authorization: Basic base64(uuid:key)`).
+    auth: String,
+}
+
+/// `POST /v1/namespaces`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NewNamespace {
+    /// 1-64 characters of [a-zA-Z0-9_.@-], starting with a letter or digit.
+    #[schema(
+        pattern = "^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$",
+        min_length = 1,
+        max_length = 64,
+        example = "team-a"
+    )]
+    name: String,
+}
+
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -149,6 +194,10 @@ impl Modify for BearerToken {
         crate::api::rollback,
         crate::api::list_activations,
         crate::api::get_activation,
+        crate::api::list_namespaces,
+        crate::api::create_namespace,
+        crate::api::delete_namespace,
+        crate::api::rotate_key,
         crate::api::healthz,
         crate::api::metrics,
         openapi_json,

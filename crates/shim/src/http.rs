@@ -42,7 +42,14 @@ pub struct HttpFunction {
     pub allow: Arc<AllowList>,
     /// Where guests' stdout/stderr and the shim's request errors go.
     pub log: LogSink,
+    /// The daemon's instance slots, shared by all its containers (its pool
+    /// size): a request waits for one rather than fail to instantiate.
+    pub node_slots: Arc<Semaphore>,
 }
+
+/// What a request holds while its instance lives: its function's permit
+/// (which tells when the function has drained) and a slot of the daemon.
+type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 /// How a server ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +90,16 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |req| {
                 let (rt, f, permits) = (rt.clone(), f.clone(), permits.clone());
                 async move {
-                    let Ok(permit) = permits.acquire_owned().await else {
+                    let (Ok(permit), Ok(slot)) = (
+                        permits.acquire_owned().await,
+                        f.node_slots.clone().acquire_owned().await,
+                    ) else {
                         return Ok::<_, std::convert::Infallible>(text(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "shutting down",
                         ));
                     };
-                    Ok(handle(&rt, &f, req, permit, peer, port).await)
+                    Ok(handle(&rt, &f, req, (permit, slot), peer, port).await)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -121,7 +131,7 @@ async fn handle(
     runtime: &Runtime,
     f: &HttpFunction,
     req: Request<Incoming>,
-    permit: OwnedSemaphorePermit,
+    permit: Held,
     peer: SocketAddr,
     port: u16,
 ) -> Response<ResponseBody> {
@@ -136,6 +146,7 @@ async fn handle(
                 limits: &f.limits,
                 allow: f.allow.clone(),
                 hold: Box::new(permit),
+                lane: None,
             };
             match runtime.invoke_http(pre, req, inv, None).await {
                 Ok(out) => {
@@ -160,7 +171,7 @@ async fn cgi(
     runtime: &Runtime,
     f: &HttpFunction,
     req: Request<Incoming>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Held,
     peer: SocketAddr,
     port: u16,
 ) -> Response<ResponseBody> {

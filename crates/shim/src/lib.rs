@@ -16,9 +16,11 @@
 //! the user's view.
 
 pub mod cache;
+pub mod group;
 pub mod http;
 pub mod netns;
 pub mod service;
+pub mod shimlog;
 pub mod spec;
 pub mod stats;
 pub mod stdio;

@@ -1,12 +1,12 @@
 //! The task service (task API v2) and the shim's process lifecycle.
 //!
-//! One shim process serves one container under `ctr run`, or every
-//! container of a Kubernetes pod (grouped by the CRI's sandbox id, as runc's
-//! shim does). Per process: one [`Runtime`] (engine, pool, epoch ticker),
-//! built at the first `create`, and one `wisp-guest` Tokio runtime for
-//! command modules, so a spinning guest never delays a ttrpc answer. Per
-//! HTTP function: a Tokio runtime inside the container's network
-//! namespace (see `netns`).
+//! One shim daemon serves every container of a containerd namespace on the
+//! node by default, or a pod's, or one container's (see [`group`]). Per
+//! daemon: one [`Runtime`] (engine, pool, epoch ticker), built at the first
+//! `create`, the modules it has mapped, the pool's slots shared by all its
+//! containers, and one `wisp-guest` Tokio runtime for command modules, so a
+//! spinning guest never delays a ttrpc answer. Per HTTP function: a Tokio
+//! runtime inside the container's network namespace (see `netns`).
 //!
 //! State of a task: `Created` → `Running` → `Stopped`, the exit written
 //! once by whoever ends it (the guest, `kill` of a created task) and then
@@ -14,8 +14,10 @@
 //! await.
 
 use crate::cache;
+use crate::group::{self, Group};
 use crate::http::{self, HttpFunction};
 use crate::netns;
+use crate::shimlog;
 use crate::spec::{self, BundleSpec};
 use crate::stdio::{self, LogSink};
 use anyhow::{Context as _, Result as AnyResult, anyhow};
@@ -50,10 +52,12 @@ pub const GRACE_ENV: &str = "WISP_SHIM_STOP_GRACE_MS";
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 /// Env variable: instance slots in the shim's pool.
 pub const POOL_ENV: &str = "WISP_SHIM_POOL_INSTANCES";
-/// Default pool slots per shim process. Each reserves about 4 GiB of
-/// address space (not memory), so this stays far below `wisp serve`'s 2000:
-/// a node runs one shim per pod.
-pub const DEFAULT_POOL: u32 = 32;
+/// Default pool slots of a daemon shared by the node's containers (`node`
+/// grouping): each reserves address space (not memory), as `wisp serve`'s
+/// 2000 do. A running command holds one slot, an HTTP request one.
+pub const DEFAULT_POOL: u32 = 1000;
+/// Default pool slots of a daemon serving one pod or container.
+pub const DEFAULT_POOL_PER_POD: u32 = 32;
 
 const SIGKILL: u32 = 9;
 const SIGTERM: u32 = 15;
@@ -63,34 +67,83 @@ const SIGINT: u32 = 2;
 pub struct WispShim {
     exit: Arc<ExitSignal>,
     namespace: String,
+    /// The grouping, or why `WISP_SHIM_GROUP` is wrong (said at `start`).
+    group: Result<Group, String>,
+    /// The daemon's socket (`-socket`; empty for `start` and `delete`).
+    socket: String,
+    debug: bool,
 }
 
 #[async_trait]
 impl Shim for WispShim {
     type T = TaskService;
 
-    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+    async fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
+        // The daemon's log follows its live containers (see `shimlog`).
+        config.no_setup_logger = true;
         WispShim {
             exit: Arc::new(ExitSignal::default()),
             namespace: args.namespace.clone(),
+            group: Group::from_env().map_err(|e| format!("{e:#}")),
+            socket: args.socket.clone(),
+            debug: args.debug,
         }
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        // The working directory is the bundle. Containers of one pod share
-        // a shim, as with runc; anything else gets its own.
-        let grouping = BundleSpec::load(Path::new("."))
-            .ok()
-            .and_then(|s| s.annotation(spec::CRI_SANDBOX_ID).map(str::to_string))
-            .unwrap_or_else(|| opts.id.clone());
-        let address = spawn(opts, &grouping, Vec::new()).await?;
+        // The working directory is the bundle. The container may choose its
+        // grouping; else the node's setting holds.
+        let spec = BundleSpec::load(Path::new(".")).ok();
+        let own = spec.as_ref().and_then(|s| {
+            s.annotation(group::GROUP_ANNOTATION)
+                .or_else(|| s.env_var(group::GROUP_ENV))
+        });
+        let group = match own {
+            Some(v) => {
+                Group::parse(Some(v)).map_err(|e| Error::InvalidArgument(format!("{e:#}")))?
+            }
+            None => self.group.clone().map_err(Error::InvalidArgument)?,
+        };
+        let sandbox = spec
+            .as_ref()
+            .and_then(|s| s.annotation(spec::CRI_SANDBOX_ID));
+        let key = group.key(&opts.id, sandbox);
+        // The daemon learns its grouping from its environment.
+        let vars = vec![(group::GROUP_ENV, group.name())];
+        if !group.lingers() {
+            let address = spawn(opts, &key, vars).await?;
+            write_str_to_file("address", &address).await?;
+            return Ok(address);
+        }
+        // A shared daemon: hand out its socket when it runs (no process,
+        // no engine to start), else start it, deciding under the lock a
+        // lingering daemon takes before it leaves.
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &key);
+        let addr = address.clone();
+        let lock = tokio::task::spawn_blocking(move || -> AnyResult<_> {
+            let lock = group::StartLock::acquire(&addr)?;
+            let alive = group::alive(&addr);
+            Ok((lock, alive))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("start: {e}")))?;
+        let (lock, alive) = lock.map_err(|e| Error::Other(format!("start: {e:#}")))?;
+        let address = if alive {
+            address
+        } else {
+            spawn(opts, &key, vars).await?
+        };
+        lock.stamp()
+            .map_err(|e| Error::Other(format!("start: {e:#}")))?;
+        drop(lock);
         write_str_to_file("address", &address).await?;
         Ok(address)
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
-        // containerd runs `shim delete` in the bundle when the shim died:
-        // release what it held and report the task as killed.
+        // containerd runs `shim delete` in the bundle after every
+        // disconnect, and when the shim died: release what the container
+        // held (a shared daemon has done so already) and report it killed.
         let rootfs = std::env::current_dir()
             .map_err(|e| Error::Other(format!("bundle: {e}")))?
             .join("rootfs");
@@ -108,6 +161,13 @@ impl Shim for WispShim {
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        let bundle = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        shimlog::init(&bundle, self.debug);
+        let group = self.group.clone().unwrap_or(Group::Container);
+        if group.lingers() {
+            // Outlives this bundle: don't keep it as the working directory.
+            let _ = std::env::set_current_dir("/");
+        }
         let guests = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("wisp-guest")
@@ -125,9 +185,15 @@ impl Shim for WispShim {
             namespace: self.namespace.clone(),
             exit: self.exit.clone(),
             runtime: OnceCell::new(),
+            mapped: cache::Mapped::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(runtime_pool(group) as usize)),
             guests: guests.handle().clone(),
             _guests: GuestRuntime(Some(guests)),
             grace,
+            group,
+            socket: self.socket.clone(),
+            lingering: false.into(),
+            last_change: Mutex::new(std::time::Instant::now()),
         }))
     }
 }
@@ -142,10 +208,21 @@ struct Inner {
     namespace: String,
     exit: Arc<ExitSignal>,
     runtime: OnceCell<Arc<Runtime>>,
+    /// Modules mapped for earlier containers of this daemon.
+    mapped: cache::Mapped,
+    /// Instance slots (the pool's size), shared by every container.
+    slots: Arc<tokio::sync::Semaphore>,
     guests: tokio::runtime::Handle,
     /// Owns the guest runtime.
     _guests: GuestRuntime,
     grace: Duration,
+    group: Group,
+    /// This daemon's socket address.
+    socket: String,
+    /// Whether a linger countdown runs.
+    lingering: std::sync::atomic::AtomicBool,
+    /// When a container last came or went.
+    last_change: Mutex<std::time::Instant>,
 }
 
 /// A runtime shut down in the background when dropped: the one guests run
@@ -329,10 +406,7 @@ impl TaskService {
         self.0
             .runtime
             .get_or_try_init(|| async {
-                let pool = std::env::var(POOL_ENV)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(DEFAULT_POOL);
+                let pool = runtime_pool(self.0.group);
                 tokio::task::spawn_blocking(move || {
                     Runtime::new(EngineOptions {
                         pool_instances: pool,
@@ -375,9 +449,13 @@ impl TaskService {
         let module = spec.module_path()?;
         let runtime = self.runtime().await?;
         let rootfs = spec.rootfs.clone();
+        let svc = self.clone();
         let (loaded, module_name) = tokio::task::spawn_blocking(move || -> AnyResult<_> {
             let wasm = read_in_root(&rootfs, &module)?;
-            let (loaded, source) = cache::load(&runtime, &cache::cache_dir()?, &wasm)
+            let (loaded, source) = svc
+                .0
+                .mapped
+                .load(&runtime, &cache::cache_dir()?, &wasm)
                 .with_context(|| display_in_root(&rootfs, &module))?;
             log::info!(
                 "module {} loaded ({source:?})",
@@ -393,7 +471,7 @@ impl TaskService {
         let netns = netns::open(&spec.pod_netns(|id| self.sandbox_netns(id, &req.bundle))?)?;
         let limits = Limits {
             memory_bytes: memory_limit(spec),
-            max_concurrency: runtime_pool(),
+            max_concurrency: runtime_pool(self.0.group),
             ..Limits::default()
         };
         let allow = spec
@@ -415,9 +493,85 @@ impl TaskService {
             allow: Arc::new(allow),
             // Opened at start, on the server's runtime.
             log: LogSink::disabled(),
+            node_slots: self.0.slots.clone(),
         };
         log::info!("{module_name} is an HTTP function");
         Ok((Kind::Http(Arc::new(f)), netns))
+    }
+
+    /// A shared daemon whose last container went: wait out the linger,
+    /// then leave, unless a container came or a `start` just handed out
+    /// this socket (see [`group`]). Also leaves when containerd is gone.
+    fn linger(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.0.lingering.swap(true, SeqCst) {
+            return;
+        }
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let linger = group::linger();
+            let containerd = std::env::var("TTRPC_ADDRESS").ok();
+            loop {
+                tokio::time::sleep(linger.min(Duration::from_millis(500))).await;
+                if !svc.0.containers.lock().unwrap().is_empty() {
+                    break;
+                }
+                let idle = svc.0.last_change.lock().unwrap().elapsed();
+                let s = svc.clone();
+                let c = containerd.clone();
+                let left = tokio::task::spawn_blocking(move || {
+                    let gone = c.as_deref().is_some_and(|a| !group::alive(a));
+                    (idle >= linger || gone) && s.try_leave(gone, idle)
+                })
+                .await
+                .unwrap_or(false);
+                if left {
+                    return;
+                }
+            }
+            svc.0.lingering.store(false, SeqCst);
+            // A container may have come and gone while this was ending.
+            if svc.0.containers.lock().unwrap().is_empty() {
+                svc.linger();
+            }
+        });
+    }
+
+    /// Leave if still idle, under the lock `start` takes. Blocking.
+    fn try_leave(&self, containerd_gone: bool, idle: Duration) -> bool {
+        let lock = match group::StartLock::acquire(&self.0.socket) {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn!("lingering: {e:#}");
+                return false;
+            }
+        };
+        if !self.0.containers.lock().unwrap().is_empty() {
+            return false;
+        }
+        if !containerd_gone && lock.since_stamp() < group::START_WINDOW {
+            return false;
+        }
+        // The next `start` finds no socket and starts a new daemon.
+        let _ = std::fs::remove_file(group::socket_path(&self.0.socket));
+        lock.remove();
+        log::info!(
+            "no container for {:.1} s{}: shutting down",
+            idle.as_secs_f64(),
+            if containerd_gone {
+                " and containerd is gone"
+            } else {
+                ""
+            }
+        );
+        // Held until the process exits.
+        std::mem::forget(lock);
+        self.0.exit.signal();
+        true
+    }
+
+    fn touch(&self) {
+        *self.0.last_change.lock().unwrap() = std::time::Instant::now();
     }
 
     /// Record the exit once and tell containerd.
@@ -471,7 +625,20 @@ impl TaskService {
                 let stdin = stdio::guest_input(&c.stdin);
                 let loaded = loaded.clone();
                 let svc = self.clone();
+                let slots = self.0.slots.clone();
                 self.0.guests.spawn(async move {
+                    // A slot of the pool for the guest's life: with every
+                    // slot taken, the container waits (running) for one.
+                    let _slot = tokio::select! {
+                        s = slots.acquire_owned() => s.ok(),
+                        () = c.stop.stopped() => None,
+                    };
+                    if c.stop.is_stopped() {
+                        drop(probes);
+                        let sig = c.signal.load(std::sync::atomic::Ordering::SeqCst);
+                        svc.finish(&c, 128 + sig).await;
+                        return;
+                    }
                     let dirs = dirs(&c.spec);
                     let exit = runtime
                         .run_command(
@@ -564,6 +731,7 @@ impl TaskService {
                     dirs: f.dirs.clone(),
                     limits: f.limits.clone(),
                     allow: f.allow.clone(),
+                    node_slots: f.node_slots.clone(),
                 });
                 log::info!("container {} serving HTTP on {addr}", c.id);
                 let runtime = self.runtime().await?;
@@ -605,12 +773,17 @@ fn memory_limit(spec: &BundleSpec) -> u64 {
         .clamp(64 << 10, MAX_MEMORY_BYTES)
 }
 
-/// Pool slots, which bound an HTTP function's concurrent requests.
-fn runtime_pool() -> u32 {
+/// Pool slots: the daemon's instances alive at once.
+fn runtime_pool(group: Group) -> u32 {
     std::env::var(POOL_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_POOL)
+        .filter(|n| *n > 0)
+        .unwrap_or(if group.lingers() {
+            DEFAULT_POOL
+        } else {
+            DEFAULT_POOL_PER_POD
+        })
 }
 
 /// The guest's directories: the rootfs as `/` and the spec's bind mounts.
@@ -695,6 +868,9 @@ impl Task for TaskService {
             return Err(Error::Other(format!("container {} already exists", req.id)).into());
         }
         let bundle = PathBuf::from(&req.bundle);
+        // This container's log FIFO may carry the daemon's lines, its own
+        // errors first (forgotten at delete, or once containerd closes it).
+        shimlog::add_bundle(&bundle);
         let spec = BundleSpec::load(&bundle).map_err(|e| invalid(format!("{e:#}")))?;
         let mut mounted = false;
         for m in &req.rootfs {
@@ -748,6 +924,7 @@ impl Task for TaskService {
             outputs: Mutex::new(outputs),
         });
         self.0.containers.lock().unwrap().insert(req.id.clone(), c);
+        self.touch();
         self.publish(
             "/tasks/create",
             Box::new(TaskCreate {
@@ -950,7 +1127,9 @@ impl Task for TaskService {
             rt.shutdown_background();
         }
         self.0.containers.lock().unwrap().remove(&req.id);
+        self.touch();
         log::info!("deleted {}", req.id);
+        shimlog::remove_bundle(Path::new(&c.bundle));
         self.publish(
             "/tasks/delete",
             Box::new(TaskDelete {
@@ -1028,9 +1207,14 @@ impl Task for TaskService {
         req: api::ShutdownRequest,
     ) -> TtrpcResult<api::Empty> {
         let empty = self.0.containers.lock().unwrap().is_empty();
-        if empty || req.now {
+        if req.now || (empty && !self.0.group.lingers()) {
             log::info!("shutting down");
+            if self.0.group.lingers() {
+                let _ = std::fs::remove_file(group::socket_path(&self.0.socket));
+            }
             self.0.exit.signal();
+        } else if empty {
+            self.linger();
         }
         Ok(api::Empty::new())
     }

@@ -474,6 +474,187 @@ fn twenty_containers_at_once() {
     c.assert_clean();
 }
 
+/// The shim daemon's pid of running task `id` (a task's pid is its shim's).
+fn task_pid(c: &Containerd, id: &str) -> u32 {
+    let ls = text(&c.ctr(&["task", "ls"]).stdout);
+    ls.lines()
+        .find(|l| l.starts_with(id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for {id} in {ls}"))
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Stop and remove the running `ids` (started with `spin`).
+fn kill_all(c: &Containerd, children: Vec<(String, Child)>) {
+    for (id, _) in &children {
+        let o = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    for (_, child) in children {
+        let (code, _, err) = wait_child(child, Duration::from_secs(10));
+        assert_eq!(code, Some(137), "{err}");
+    }
+}
+
+/// `WISP_SHIM_GROUP=node` (the default): every container is served by one
+/// daemon (the start of a container spawns no process), which outlives the
+/// last one by the linger and then leaves; the next container starts a new
+/// one. `container` gives each its own daemon.
+#[test]
+fn containers_share_one_daemon_that_lingers_then_leaves() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::with_env(&[("WISP_SHIM_LINGER_MS", "1500")]);
+    let img = c.import(
+        "spin",
+        &[("/spin.wasm", &std::fs::read(guest("test-spin")).unwrap())],
+        "/spin.wasm",
+    );
+    let hello = c.import(
+        "hello",
+        &[("/hello.wasm", &std::fs::read(guest("hello")).unwrap())],
+        "/hello.wasm",
+    );
+    let ids = ["grp-a", "grp-b", "grp-c"];
+    let children: Vec<(String, Child)> = ids
+        .iter()
+        .map(|id| (id.to_string(), spin(&c, &img, id)))
+        .collect();
+    let pids: Vec<u32> = ids.iter().map(|id| task_pid(&c, id)).collect();
+    assert!(pids.iter().all(|p| *p == pids[0]), "one daemon: {pids:?}");
+    let daemon = pids[0];
+    // A command run meanwhile is served by it too, and its output is whole.
+    let o = c.run(&[], &hello, "grp-hello", &[]);
+    assert_eq!(
+        text(&o.stdout),
+        "Content-Type: text/plain\n\nHello, world!\n"
+    );
+    kill_all(&c, children);
+    c.assert_clean();
+    // No container left: it lingers (1.5 s), then leaves.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(process_alive(daemon), "the daemon left before its linger");
+    let t0 = Instant::now();
+    while process_alive(daemon) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the idle daemon {daemon} never left\n{}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The next container starts a new one, and runs as before.
+    let child = spin(&c, &img, "grp-d");
+    let again = task_pid(&c, "grp-d");
+    assert_ne!(again, daemon);
+    kill_all(&c, vec![("grp-d".into(), child)]);
+    c.assert_clean();
+    drop(c);
+    // containerd gone: the lingering daemon leaves at once, not after the linger.
+    let t0 = Instant::now();
+    while process_alive(again) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the daemon outlived containerd"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let c = Containerd::with_env(&[("WISP_SHIM_GROUP", "container")]);
+    let img = c.import(
+        "spin",
+        &[("/spin.wasm", &std::fs::read(guest("test-spin")).unwrap())],
+        "/spin.wasm",
+    );
+    let children: Vec<(String, Child)> = ["own-a", "own-b"]
+        .iter()
+        .map(|id| (id.to_string(), spin(&c, &img, id)))
+        .collect();
+    let (a, b) = (task_pid(&c, "own-a"), task_pid(&c, "own-b"));
+    assert_ne!(a, b, "a daemon per container");
+    kill_all(&c, children);
+    c.assert_clean();
+    // A daemon of its own leaves with its container.
+    let t0 = Instant::now();
+    while process_alive(a) || process_alive(b) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "per-container daemons stayed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A wrong setting is refused at start with a clear error.
+    let c = Containerd::with_env(&[("WISP_SHIM_GROUP", "cluster")]);
+    let img = c.import(
+        "hello",
+        &[("/hello.wasm", &std::fs::read(guest("hello")).unwrap())],
+        "/hello.wasm",
+    );
+    let o = c.run(&[], &img, "bad-group", &[]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("WISP_SHIM_GROUP") && err.contains("node, pod or container"),
+        "{err}"
+    );
+    c.assert_clean();
+}
+
+/// The daemon's pool is shared by its containers: with every slot held by
+/// a running guest, the next container waits for a slot (it does not fail
+/// to instantiate) and runs as soon as one is free.
+#[test]
+fn a_container_waits_for_a_free_slot_of_the_shared_pool() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::with_env(&[("WISP_SHIM_POOL_INSTANCES", "2")]);
+    let img = c.import(
+        "spin",
+        &[("/spin.wasm", &std::fs::read(guest("test-spin")).unwrap())],
+        "/spin.wasm",
+    );
+    let hello = c.import(
+        "hello",
+        &[("/hello.wasm", &std::fs::read(guest("hello")).unwrap())],
+        "/hello.wasm",
+    );
+    let a = spin(&c, &img, "slot-a");
+    let b = spin(&c, &img, "slot-b");
+    let waiting = c
+        .ctr_cmd(&["run", "--rm", "--runtime", RUNTIME, &hello, "slot-hello"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.wait_running("slot-hello");
+    std::thread::sleep(Duration::from_millis(500));
+    let ls = text(&c.ctr(&["task", "ls"]).stdout);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("slot-hello") && l.contains("RUNNING")),
+        "hello should wait for a slot: {ls}"
+    );
+    kill_all(&c, vec![("slot-a".into(), a)]);
+    let o = waiting.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "Content-Type: text/plain\n\nHello, world!\n"
+    );
+    kill_all(&c, vec![("slot-b".into(), b)]);
+    c.assert_clean();
+}
+
 fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

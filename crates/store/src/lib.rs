@@ -91,6 +91,8 @@ pub struct Deployed {
 
 /// Inputs of a new version.
 pub struct NewVersion<'a> {
+    /// The function's namespace.
+    pub namespace: &'a str,
     /// Function name.
     pub name: &'a str,
     /// Hex SHA-256 of the module.
@@ -107,6 +109,8 @@ pub struct NewVersion<'a> {
     pub compile_ms: f64,
     /// Where the module was pulled from, for `oci://` deploys.
     pub oci: Option<&'a OciSource>,
+    /// What the deploying API keeps with the version (OpenWhisk metadata).
+    pub meta: Option<&'a serde_json::Value>,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -114,12 +118,12 @@ pub struct Store {
     home: PathBuf,
     /// Functions and versions: `synchronous=FULL`, a committed deploy
     /// survives power loss.
-    db: Mutex<Connection>,
+    pub(crate) db: Mutex<Connection>,
     /// Activation records: `synchronous=NORMAL` (WAL). Consistent after a
     /// crash and durable across process kills; a power cut may lose the
     /// last batches. Profiling showed fsync per batch at ~10 % of the
     /// server's CPU under load, for records that don't need it.
-    acts: Mutex<Connection>,
+    pub(crate) acts: Mutex<Connection>,
     /// Held shared by every file write, exclusively by [`Store::gc`]: the
     /// temp files gc removes are never those of a write in flight.
     writes: RwLock<()>,
@@ -136,83 +140,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS functions (
-    name           TEXT PRIMARY KEY,
-    active_version INTEGER NOT NULL,
-    created_ms     INTEGER NOT NULL,
-    updated_ms     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    name           TEXT NOT NULL,
-    version        INTEGER NOT NULL,
-    digest         TEXT NOT NULL,
-    abi            TEXT NOT NULL,
-    config         TEXT NOT NULL,
-    wasm_size      INTEGER NOT NULL,
-    compiled_size  INTEGER NOT NULL,
-    compile_ms     REAL NOT NULL,
-    created_ms     INTEGER NOT NULL,
-    oci_ref        TEXT,
-    oci_digest     TEXT,
-    PRIMARY KEY (name, version)
-);
-CREATE TABLE IF NOT EXISTS activations (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
-    function   TEXT NOT NULL,
-    version    INTEGER NOT NULL,
-    start_ms   INTEGER NOT NULL,
-    wait_us    INTEGER NOT NULL,
-    init_us    INTEGER NOT NULL,
-    run_us     INTEGER NOT NULL,
-    status     TEXT NOT NULL,
-    http_status INTEGER NOT NULL,
-    cold       INTEGER NOT NULL,
-    bytes_in   INTEGER NOT NULL,
-    bytes_out  INTEGER NOT NULL,
-    error      TEXT,
-    log        TEXT
-);
-CREATE INDEX IF NOT EXISTS activations_by_function ON activations(function, seq);
-CREATE TABLE IF NOT EXISTS artifacts (
-    fingerprint TEXT NOT NULL,
-    digest      TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    PRIMARY KEY (fingerprint, digest)
-);
-"#;
-
-/// Columns added after a table's first release: (table, column, type).
-/// `CREATE TABLE IF NOT EXISTS` leaves an older home's tables as they
-/// were; these are added to them on open (NULL in old rows).
-const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
-    ("versions", "oci_ref", "TEXT"),
-    ("versions", "oci_digest", "TEXT"),
-];
-
-fn migrate(db: &Connection) -> Result<()> {
-    for (table, column, ty) in ADDED_COLUMNS {
-        let present: bool = db.query_row(
-            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
-            [column],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !present {
-            db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
-            tracing::info!(table, column, "store: added column");
-        }
-    }
-    Ok(())
-}
+mod entities;
+mod namespaces;
+mod queue;
+mod schema;
+pub use entities::{Entity, Put};
+pub use namespaces::Namespace;
+pub use queue::Queued;
+pub use schema::SCHEMA_VERSION;
 
 impl Store {
     /// Open (creating if needed) the store at `home`.
@@ -245,14 +187,13 @@ impl Store {
         for suffix in ["-wal", "-shm", "-journal"] {
             make_private_if_exists(&home.join(format!("wisp.db{suffix}")))?;
         }
-        let conn = Connection::open(&db_path)?;
+        let mut conn = Connection::open(&db_path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed deploy survives power loss, not just kill -9.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
+        schema::create_or_migrate(&mut conn)?;
         let acts = Connection::open(&db_path)?;
         acts.busy_timeout(std::time::Duration::from_secs(5))?;
         acts.pragma_update(None, "synchronous", "NORMAL")?;
@@ -395,11 +336,13 @@ impl Store {
         let tx = write_tx(&mut db)?;
         let digest = wisp_core::digest_string(v.digest_hex);
         let config_json = serde_json::to_string(v.config).expect("config serializes");
-        if let Some(active) = active_version(&tx, v.name)?
+        let meta_json = v.meta.map(|m| m.to_string());
+        if let Some(active) = active_version(&tx, v.namespace, v.name)?
             && active.broken.is_none()
             && active.digest == digest
             && &active.config == v.config
             && active.oci.as_ref() == v.oci
+            && active.meta.as_ref() == v.meta
         {
             return Ok(Deployed {
                 version: active,
@@ -407,23 +350,29 @@ impl Store {
             });
         }
         let next: u32 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
-            [v.name],
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE namespace = ?1 AND name = ?2",
+            [v.namespace, v.name],
             |r| r.get(0),
         )?;
         let now = now_ms();
         tx.execute(
-            "INSERT INTO versions (name, version, digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![v.name, next, digest, v.abi.as_str(), config_json, v.wasm_size as i64, v.compiled_size as i64, v.compile_ms, now,
-                    v.oci.map(|o| &o.reference), v.oci.map(|o| &o.digest)],
+            "INSERT INTO versions (namespace, name, version, digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest, meta)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![v.namespace, v.name, next, digest, v.abi.as_str(), config_json, v.wasm_size as i64, v.compiled_size as i64, v.compile_ms, now,
+                    v.oci.map(|o| &o.reference), v.oci.map(|o| &o.digest), meta_json],
         )?;
         tx.execute(
-            "INSERT INTO functions (name, active_version, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT(name) DO UPDATE SET active_version = excluded.active_version, updated_ms = excluded.updated_ms",
-            params![v.name, next, now],
+            "INSERT INTO functions (namespace, name, active_version, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(namespace, name) DO UPDATE SET active_version = excluded.active_version, updated_ms = excluded.updated_ms",
+            params![v.namespace, v.name, next, now],
         )?;
-        let version = get_version(&tx, v.name, next)?.expect("just inserted");
+        // A name is one thing in its namespace: a function replaces an
+        // OpenWhisk entity of the action collection (a sequence) of that name.
+        tx.execute(
+            "DELETE FROM entities WHERE namespace = ?1 AND collection = 'actions' AND name = ?2",
+            [v.namespace, v.name],
+        )?;
+        let version = get_version(&tx, v.namespace, v.name, next)?.expect("just inserted");
         tx.commit()?;
         Ok(Deployed {
             version,
@@ -432,9 +381,9 @@ impl Store {
     }
 
     /// The function with its active version.
-    pub fn get_function(&self, name: &str) -> Result<Option<FunctionInfo>> {
+    pub fn get_function(&self, namespace: &str, name: &str) -> Result<Option<FunctionInfo>> {
         let db = self.db.lock().unwrap();
-        function_info(&db, name)
+        function_info(&db, namespace, name)
     }
 
     /// A stored version (the active one when `version` is `None`) with its
@@ -442,14 +391,15 @@ impl Store {
     /// version's digest. `None` if the function or version doesn't exist.
     pub fn module(
         &self,
+        namespace: &str,
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<(FunctionVersion, Vec<u8>)>> {
         let v = {
             let db = self.db.lock().unwrap();
             match version {
-                Some(n) => get_version(&db, name, n)?,
-                None => active_version(&db, name)?,
+                Some(n) => get_version(&db, namespace, name, n)?,
+                None => active_version(&db, namespace, name)?,
             }
         };
         let Some(v) = v else { return Ok(None) };
@@ -464,16 +414,20 @@ impl Store {
         Ok(Some((v, bytes)))
     }
 
-    /// All functions, by name.
-    pub fn list_functions(&self) -> Result<Vec<FunctionInfo>> {
+    /// The functions of `namespace` (every namespace's when `None`), by
+    /// namespace and name.
+    pub fn list_functions(&self, namespace: Option<&str>) -> Result<Vec<FunctionInfo>> {
         let db = self.db.lock().unwrap();
-        let names: Vec<String> = {
-            let mut st = db.prepare("SELECT name FROM functions ORDER BY name")?;
-            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        let names: Vec<(String, String)> = {
+            let mut st = db.prepare(
+                "SELECT namespace, name FROM functions WHERE (?1 IS NULL OR namespace = ?1) ORDER BY namespace, name",
+            )?;
+            st.query_map([namespace], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            if let Some(f) = function_info(&db, &n)? {
+        for (ns, n) in names {
+            if let Some(f) = function_info(&db, &ns, &n)? {
                 out.push(f);
             }
         }
@@ -482,30 +436,41 @@ impl Store {
 
     /// Delete a function and all its versions. Returns false if absent.
     /// Blobs and artifacts are left for [`Store::gc`].
-    pub fn delete_function(&self, name: &str) -> Result<bool> {
+    pub fn delete_function(&self, namespace: &str, name: &str) -> Result<bool> {
         let mut db = self.db.lock().unwrap();
         let tx = write_tx(&mut db)?;
-        let n = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
-        tx.execute("DELETE FROM versions WHERE name = ?1", [name])?;
+        let n = tx.execute(
+            "DELETE FROM functions WHERE namespace = ?1 AND name = ?2",
+            [namespace, name],
+        )?;
+        tx.execute(
+            "DELETE FROM versions WHERE namespace = ?1 AND name = ?2",
+            [namespace, name],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }
 
     /// Make an earlier version active: `to`, or the newest version older
     /// than the active one.
-    pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<FunctionVersion> {
+    pub fn rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+        to: Option<u32>,
+    ) -> Result<FunctionVersion> {
         let mut db = self.db.lock().unwrap();
         let tx = write_tx(&mut db)?;
-        let active = active_version(&tx, name)?
+        let active = active_version(&tx, namespace, name)?
             .ok_or_else(|| Error::NotFound(format!("function {name:?} not found")))?;
         let target = match to {
-            Some(v) => get_version(&tx, name, v)?
+            Some(v) => get_version(&tx, namespace, name, v)?
                 .ok_or_else(|| Error::NotFound(format!("function {name:?} has no version {v}")))?,
             None => {
                 let prev: Option<u32> = tx
                     .query_row(
-                        "SELECT MAX(version) FROM versions WHERE name = ?1 AND version < ?2",
-                        params![name, active.version],
+                        "SELECT MAX(version) FROM versions WHERE namespace = ?1 AND name = ?2 AND version < ?3",
+                        params![namespace, name, active.version],
                         |r| r.get(0),
                     )
                     .optional()?
@@ -516,12 +481,12 @@ impl Store {
                         active.version
                     ))
                 })?;
-                get_version(&tx, name, prev)?.expect("exists")
+                get_version(&tx, namespace, name, prev)?.expect("exists")
             }
         };
         tx.execute(
-            "UPDATE functions SET active_version = ?2, updated_ms = ?3 WHERE name = ?1",
-            params![name, target.version, now_ms()],
+            "UPDATE functions SET active_version = ?3, updated_ms = ?4 WHERE namespace = ?1 AND name = ?2",
+            params![namespace, name, target.version, now_ms()],
         )?;
         tx.commit()?;
         Ok(target)
@@ -606,22 +571,36 @@ impl Store {
         )?)
     }
 
-    /// Newest activations first, optionally of one function. Logs omitted.
-    pub fn list_activations(&self, function: Option<&str>, limit: u32) -> Result<Vec<Activation>> {
+    /// Newest activations first, as `q` filters them. Logs and results
+    /// omitted.
+    pub fn list_activations(&self, q: &ActivationQuery<'_>) -> Result<Vec<Activation>> {
         let db = self.acts.lock().unwrap();
-        let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL
-                   FROM activations WHERE (?1 IS NULL OR function = ?1) ORDER BY seq DESC LIMIT ?2";
-        let mut st = db.prepare_cached(sql)?;
-        let rows = st.query_map(params![function, limit], row_to_activation)?;
+        let sql = format!(
+            "SELECT {ACTIVATION_COLUMNS_LISTED} FROM activations
+             WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR function = ?2)
+               AND (?3 IS NULL OR start_ms >= ?3) AND (?4 IS NULL OR start_ms <= ?4)
+             ORDER BY seq DESC LIMIT ?5 OFFSET ?6"
+        );
+        let mut st = db.prepare_cached(&sql)?;
+        let rows = st.query_map(
+            params![
+                q.namespace,
+                q.function,
+                q.since_ms,
+                q.upto_ms,
+                q.limit,
+                q.skip
+            ],
+            row_to_activation,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// One activation with its log.
+    /// One activation with its log and result.
     pub fn get_activation(&self, id: &str) -> Result<Option<Activation>> {
         let db = self.acts.lock().unwrap();
-        let sql = "SELECT id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log
-                   FROM activations WHERE id = ?1";
-        Ok(db.query_row(sql, [id], row_to_activation).optional()?)
+        let sql = format!("SELECT {ACTIVATION_COLUMNS} FROM activations WHERE id = ?1");
+        Ok(db.query_row(&sql, [id], row_to_activation).optional()?)
     }
 
     /// Remove blobs and artifacts no version references, artifacts of other
@@ -706,12 +685,32 @@ impl Store {
     }
 }
 
-const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+/// Which activations [`Store::list_activations`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationQuery<'a> {
+    /// Only this namespace's (every namespace's when `None`).
+    pub namespace: Option<&'a str>,
+    /// Only this function's.
+    pub function: Option<&'a str>,
+    /// Started at or after this Unix millisecond.
+    pub since_ms: Option<i64>,
+    /// Started at or before this Unix millisecond.
+    pub upto_ms: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+    /// Skip this many of the newest first.
+    pub skip: u32,
+}
+
+const ACTIVATION_COLUMNS: &str = "id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, result, meta";
+const ACTIVATION_COLUMNS_LISTED: &str = "id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, NULL, NULL, meta";
+
+pub(crate) const INSERT_ACTIVATION: &str = "INSERT OR IGNORE INTO activations (id, namespace, function, version, start_ms, wait_us, init_us, run_us, status, http_status, cold, bytes_in, bytes_out, error, log, result, meta)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 /// Insert one record with the given log and error; returns the rows written
 /// (0 when the id is already stored).
-fn insert_activation(
+pub(crate) fn insert_activation(
     st: &mut rusqlite::CachedStatement<'_>,
     a: &Activation,
     log: Option<&str>,
@@ -719,6 +718,7 @@ fn insert_activation(
 ) -> rusqlite::Result<usize> {
     st.execute(params![
         a.id,
+        a.namespace,
         a.function,
         a.version,
         a.start_ms,
@@ -731,34 +731,48 @@ fn insert_activation(
         a.bytes_in as i64,
         a.bytes_out as i64,
         error,
-        log
+        log,
+        a.result.as_ref().map(|v| v.to_string()),
+        a.meta.as_ref().map(|v| v.to_string()),
     ])
 }
 
 fn row_to_activation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Activation> {
+    let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
+        Ok(r.get::<_, Option<String>>(i)?
+            .and_then(|s| serde_json::from_str(&s).ok()))
+    };
     Ok(Activation {
         id: r.get(0)?,
-        function: r.get(1)?,
-        version: r.get(2)?,
-        start_ms: r.get(3)?,
-        wait_us: r.get::<_, i64>(4)? as u64,
-        init_us: r.get::<_, i64>(5)? as u64,
-        run_us: r.get::<_, i64>(6)? as u64,
-        status: ActivationStatus::parse(&r.get::<_, String>(7)?),
-        http_status: r.get(8)?,
-        cold: r.get(9)?,
-        bytes_in: r.get::<_, i64>(10)? as u64,
-        bytes_out: r.get::<_, i64>(11)? as u64,
-        error: r.get(12)?,
-        log: r.get(13)?,
+        namespace: r.get(1)?,
+        function: r.get(2)?,
+        version: r.get(3)?,
+        start_ms: r.get(4)?,
+        wait_us: r.get::<_, i64>(5)? as u64,
+        init_us: r.get::<_, i64>(6)? as u64,
+        run_us: r.get::<_, i64>(7)? as u64,
+        status: ActivationStatus::parse(&r.get::<_, String>(8)?),
+        http_status: r.get(9)?,
+        cold: r.get(10)?,
+        bytes_in: r.get::<_, i64>(11)? as u64,
+        bytes_out: r.get::<_, i64>(12)? as u64,
+        error: r.get(13)?,
+        log: r.get(14)?,
+        result: json(15)?,
+        meta: json(16)?,
     })
 }
 
-fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<FunctionVersion>> {
+fn get_version(
+    db: &Connection,
+    namespace: &str,
+    name: &str,
+    version: u32,
+) -> Result<Option<FunctionVersion>> {
     let row = db
         .query_row(
-            "SELECT digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest FROM versions WHERE name = ?1 AND version = ?2",
-            params![name, version],
+            "SELECT digest, abi, config, wasm_size, compiled_size, compile_ms, created_ms, oci_ref, oci_digest, meta FROM versions WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+            params![namespace, name, version],
             |r| {
                 Ok((
                     (
@@ -771,12 +785,13 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
                         r.get::<_, i64>(6)?,
                     ),
                     (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?),
+                    r.get::<_, Option<String>>(9)?,
                 ))
             },
         )
         .optional()?;
-    Ok(
-        row.map(|((digest, abi_s, config_s, ws, cs, cms, created), oci)| {
+    Ok(row.map(
+        |((digest, abi_s, config_s, ws, cs, cms, created), oci, meta_s)| {
             // A row that no longer parses is never served with defaults in
             // place of what was stored: it is marked broken, and says why.
             let mut problems = Vec::new();
@@ -792,12 +807,22 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
                 ));
                 FunctionConfig::default()
             });
+            let meta = meta_s.and_then(|m| match serde_json::from_str(&m) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    problems.push(format!(
+                        "stored metadata of {name} v{version} does not parse: {e}"
+                    ));
+                    None
+                }
+            });
             let broken = (!problems.is_empty()).then(|| {
                 let msg = format!("{}; redeploy or roll back", problems.join("; "));
-                tracing::error!(function = name, version, "{msg}");
+                tracing::error!(namespace, function = name, version, "{msg}");
                 msg
             });
             FunctionVersion {
+                namespace: namespace.to_string(),
                 name: name.to_string(),
                 version,
                 digest,
@@ -812,9 +837,10 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
                     (Some(reference), Some(digest)) => Some(OciSource { reference, digest }),
                     _ => None,
                 },
+                meta,
             }
-        }),
-    )
+        },
+    ))
 }
 
 /// Every transaction here writes, so it takes the write lock when it
@@ -823,32 +849,33 @@ fn get_version(db: &Connection, name: &str, version: u32) -> Result<Option<Funct
 /// connection (functions vs. activation records) committed since its read,
 /// SQLite answers `SQLITE_BUSY` at once, and a deploy failed with "database
 /// is locked" under load.
-fn write_tx(db: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+pub(crate) fn write_tx(db: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     db.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
-fn active_version(db: &Connection, name: &str) -> Result<Option<FunctionVersion>> {
+fn active_version(db: &Connection, namespace: &str, name: &str) -> Result<Option<FunctionVersion>> {
     let v: Option<u32> = db
         .query_row(
-            "SELECT active_version FROM functions WHERE name = ?1",
-            [name],
+            "SELECT active_version FROM functions WHERE namespace = ?1 AND name = ?2",
+            [namespace, name],
             |r| r.get(0),
         )
         .optional()?;
     match v {
-        Some(v) => get_version(db, name, v),
+        Some(v) => get_version(db, namespace, name, v),
         None => Ok(None),
     }
 }
 
-fn function_info(db: &Connection, name: &str) -> Result<Option<FunctionInfo>> {
-    let Some(active) = active_version(db, name)? else {
+fn function_info(db: &Connection, namespace: &str, name: &str) -> Result<Option<FunctionInfo>> {
+    let Some(active) = active_version(db, namespace, name)? else {
         return Ok(None);
     };
-    let mut st =
-        db.prepare_cached("SELECT version FROM versions WHERE name = ?1 ORDER BY version")?;
+    let mut st = db.prepare_cached(
+        "SELECT version FROM versions WHERE namespace = ?1 AND name = ?2 ORDER BY version",
+    )?;
     let versions = st
-        .query_map([name], |r| r.get(0))?
+        .query_map([namespace, name], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(Some(FunctionInfo {
         name: name.to_string(),
@@ -902,9 +929,17 @@ mod tests {
             .collect()
     }
 
+    fn all(limit: u32) -> ActivationQuery<'static> {
+        ActivationQuery {
+            limit,
+            ..Default::default()
+        }
+    }
+
     fn activation(i: u32, log: String) -> Activation {
         Activation {
             id: format!("{i:032x}"),
+            namespace: "default".into(),
             function: "f".into(),
             version: 1,
             start_ms: i as i64,
@@ -918,6 +953,8 @@ mod tests {
             bytes_out: 5,
             error: None,
             log: Some(log),
+            result: None,
+            meta: None,
         }
     }
 
@@ -1099,7 +1136,11 @@ mod tests {
         let c = FunctionConfig::default();
         s.create_version(nv("hello", "aa", &c)).unwrap();
         assert_eq!(
-            s.get_function("hello").unwrap().unwrap().active.broken,
+            s.get_function("default", "hello")
+                .unwrap()
+                .unwrap()
+                .active
+                .broken,
             None
         );
         s.db.lock()
@@ -1109,7 +1150,7 @@ mod tests {
                 [],
             )
             .unwrap();
-        let v = s.get_function("hello").unwrap().unwrap().active;
+        let v = s.get_function("default", "hello").unwrap().unwrap().active;
         let why = v.broken.expect("a config that does not parse is broken");
         assert!(
             why.starts_with("stored config of hello v1 does not parse: "),
@@ -1129,7 +1170,7 @@ mod tests {
             .execute("UPDATE versions SET abi='wasi-p9' WHERE version = 2", [])
             .unwrap();
         let why = s
-            .list_functions()
+            .list_functions(None)
             .unwrap()
             .remove(0)
             .active
@@ -1156,7 +1197,7 @@ mod tests {
             })
             .collect();
         assert_eq!(s.insert_activations(&batch).unwrap(), 10);
-        assert_eq!(s.list_activations(None, 100).unwrap().len(), 10);
+        assert_eq!(s.list_activations(&all(100)).unwrap().len(), 10);
         for i in 0..10 {
             let a = s.get_activation(&format!("{i:032x}")).unwrap().unwrap();
             let log = a.log.unwrap();
@@ -1173,6 +1214,7 @@ mod tests {
 
     fn nv<'a>(name: &'a str, digest: &'a str, config: &'a FunctionConfig) -> NewVersion<'a> {
         NewVersion {
+            namespace: "default",
             name,
             digest_hex: digest,
             abi: Abi::Command,
@@ -1181,6 +1223,7 @@ mod tests {
             compiled_size: 20,
             compile_ms: 1.5,
             oci: None,
+            meta: None,
         }
     }
 
@@ -1202,7 +1245,7 @@ mod tests {
             .unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
-        let old = s.get_function("old").unwrap().unwrap();
+        let old = s.get_function("default", "old").unwrap().unwrap();
         assert_eq!(old.active.oci, None);
         assert!(old.active.broken.is_none());
         let c = FunctionConfig::default();
@@ -1229,7 +1272,10 @@ mod tests {
             })
             .unwrap();
         assert!(!again.created);
-        assert_eq!(s.get_function("f").unwrap().unwrap().active.oci, Some(src));
+        assert_eq!(
+            s.get_function("default", "f").unwrap().unwrap().active.oci,
+            Some(src)
+        );
         let j = serde_json::to_value(&d1.version).unwrap();
         assert!(
             j.get("oci").is_none(),
@@ -1257,19 +1303,35 @@ mod tests {
             d3.version.version, 3,
             "same bytes, new config is a new version"
         );
-        let back = s.rollback("f", None).unwrap();
+        let back = s.rollback("default", "f", None).unwrap();
         assert_eq!(back.version, 2);
-        assert_eq!(s.get_function("f").unwrap().unwrap().active.version, 2);
-        assert_eq!(s.rollback("f", Some(1)).unwrap().digest, "sha256:aa");
-        assert!(matches!(s.rollback("f", None), Err(Error::Conflict(_))));
-        assert!(matches!(s.rollback("nope", None), Err(Error::NotFound(_))));
         assert_eq!(
-            s.get_function("f").unwrap().unwrap().versions,
+            s.get_function("default", "f")
+                .unwrap()
+                .unwrap()
+                .active
+                .version,
+            2
+        );
+        assert_eq!(
+            s.rollback("default", "f", Some(1)).unwrap().digest,
+            "sha256:aa"
+        );
+        assert!(matches!(
+            s.rollback("default", "f", None),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            s.rollback("default", "nope", None),
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(
+            s.get_function("default", "f").unwrap().unwrap().versions,
             vec![1, 2, 3]
         );
-        assert!(s.delete_function("f").unwrap());
-        assert!(!s.delete_function("f").unwrap());
-        assert!(s.get_function("f").unwrap().is_none());
+        assert!(s.delete_function("default", "f").unwrap());
+        assert!(!s.delete_function("default", "f").unwrap());
+        assert!(s.get_function("default", "f").unwrap().is_none());
     }
 
     #[test]
@@ -1325,7 +1387,7 @@ mod tests {
             s.create_version(nv(&name, &hex, &c))
                 .unwrap_or_else(|e| panic!("deploy {i}: {e}"));
             if i % 50 == 49 {
-                s.rollback(&name, None).unwrap();
+                s.rollback("default", &name, None).unwrap();
             }
         }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1345,7 +1407,12 @@ mod tests {
             .map(|i| mk(i, if i % 2 == 0 { "a" } else { "b" }))
             .collect();
         s.insert_activations(&batch).unwrap();
-        let a = s.list_activations(Some("a"), 100).unwrap();
+        let a = s
+            .list_activations(&ActivationQuery {
+                function: Some("a"),
+                ..all(100)
+            })
+            .unwrap();
         assert_eq!(a.len(), 5);
         assert_eq!(a[0].id, format!("{:032x}", 8), "newest first");
         assert!(a[0].log.is_none(), "listing omits logs");
@@ -1353,6 +1420,104 @@ mod tests {
         assert_eq!(one.log.as_deref(), Some("log 0"));
         assert!(one.cold);
         assert_eq!(s.prune_activations(3).unwrap(), 7);
-        assert_eq!(s.list_activations(None, 100).unwrap().len(), 3);
+        assert_eq!(s.list_activations(&all(100)).unwrap().len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    use super::*;
+
+    #[test]
+    fn one_name_in_two_namespaces_is_two_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let c = FunctionConfig::default();
+        let v = |ns, digest| NewVersion {
+            namespace: ns,
+            name: "f",
+            digest_hex: digest,
+            abi: Abi::Command,
+            config: &c,
+            wasm_size: 1,
+            compiled_size: 1,
+            compile_ms: 0.0,
+            oci: None,
+            meta: None,
+        };
+        s.create_namespace("b", "u-b", "h").unwrap();
+        s.create_version(v("a", "aa")).unwrap();
+        s.create_version(v("b", "bb")).unwrap();
+        s.create_version(v("b", "cc")).unwrap();
+        let a = s.get_function("a", "f").unwrap().unwrap();
+        let b = s.get_function("b", "f").unwrap().unwrap();
+        assert_eq!((a.active.version, a.active.namespace.as_str()), (1, "a"));
+        assert_eq!((b.active.version, b.versions.len()), (2, 2));
+        assert!(s.get_function("default", "f").unwrap().is_none());
+        assert_eq!(s.list_functions(Some("a")).unwrap().len(), 1);
+        assert_eq!(s.list_functions(None).unwrap().len(), 2);
+        assert_eq!(s.rollback("b", "f", None).unwrap().digest, "sha256:bb");
+        assert!(s.delete_function("a", "f").unwrap());
+        assert!(s.get_function("b", "f").unwrap().is_some());
+        // A sequence of the same name is replaced by a deploy, and a
+        // sequence put without overwrite is refused while the function is there.
+        s.put_entity("b", "actions", "g", &serde_json::json!({}), Put::Create)
+            .unwrap();
+        s.create_version(NewVersion {
+            name: "g",
+            ..v("b", "dd")
+        })
+        .unwrap();
+        assert!(s.get_entity("b", "actions", "g").unwrap().is_none());
+        assert!(matches!(
+            s.put_entity("b", "actions", "g", &serde_json::json!({}), Put::Create),
+            Err(Error::Conflict(_))
+        ));
+        s.put_entity("b", "actions", "g", &serde_json::json!({}), Put::Overwrite)
+            .unwrap();
+        assert!(s.get_function("b", "g").unwrap().is_none());
+        // Deleting a namespace takes its functions and records with it.
+        assert!(s.delete_namespace("b").unwrap());
+        assert!(s.list_functions(Some("b")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_queued_job_ends_as_its_record_in_one_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let job = serde_json::json!({"action": "f"});
+        assert!(s.enqueue("id1", "a", &job, 2).unwrap());
+        assert!(s.enqueue("id2", "a", &job, 2).unwrap());
+        assert!(!s.enqueue("id3", "a", &job, 2).unwrap(), "bounded");
+        let q = s.queued(10, &|id| id == "id1").unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            (q[0].id.as_str(), q[0].attempts, &q[0].job),
+            ("id2", 0, &job)
+        );
+        s.start_queued("id2").unwrap();
+        assert_eq!(s.queued(10, &|_| false).unwrap()[1].attempts, 1);
+        let rec = Activation {
+            id: "id2".into(),
+            namespace: "a".into(),
+            function: "f".into(),
+            version: 1,
+            start_ms: 1,
+            wait_us: 0,
+            init_us: 0,
+            run_us: 0,
+            status: ActivationStatus::Success,
+            http_status: 200,
+            cold: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            error: None,
+            log: None,
+            result: Some(serde_json::json!({"ok": true})),
+            meta: None,
+        };
+        s.complete_queued("id2", &rec).unwrap();
+        assert_eq!(s.queue_len().unwrap(), 1);
+        assert_eq!(s.get_activation("id2").unwrap().unwrap(), rec);
     }
 }

@@ -215,20 +215,26 @@ fn cases(ctx: &Ctx) -> Result<Vec<Case>> {
 /// Which side of the comparison.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Side {
+    /// The Wisp shim as shipped: one daemon serves the node's containers.
     Wasm,
+    /// The Wisp shim with a daemon of its own per container
+    /// (`WISP_SHIM_GROUP=container` in the container's env), as runc's
+    /// shim outside a pod: cold starts only.
+    WasmOwn,
     Runc,
 }
 
 impl Side {
     fn runtime(self) -> &'static str {
         match self {
-            Side::Wasm => WISP_RUNTIME,
+            Side::Wasm | Side::WasmOwn => WISP_RUNTIME,
             Side::Runc => RUNC_RUNTIME,
         }
     }
     fn tag(self) -> &'static str {
         match self {
             Side::Wasm => "w",
+            Side::WasmOwn => "o",
             Side::Runc => "n",
         }
     }
@@ -259,6 +265,9 @@ async fn ctr_run(
         side.runtime().into(),
     ];
     args.extend(input.env_args(fname));
+    if side == Side::WasmOwn {
+        args.extend(["--env".into(), "WISP_SHIM_GROUP=container".into()]);
+    }
     args.push(image.into());
     args.push(id.into());
     let mut cmd = c.ctr_async(&args);
@@ -315,12 +324,15 @@ async fn other_cores(d: Duration) -> f64 {
 struct Pair {
     wasm: Vec<f64>,
     runc: Vec<f64>,
+    /// The shim with a daemon per container (cold starts only).
+    own: Vec<f64>,
 }
 
 impl Pair {
     fn push(&mut self, side: Side, ms: f64) {
         match side {
             Side::Wasm => self.wasm.push(ms),
+            Side::WasmOwn => self.own.push(ms),
             Side::Runc => self.runc.push(ms),
         }
     }
@@ -328,8 +340,9 @@ impl Pair {
         percentile(&self.wasm, 50.0) / percentile(&self.runc, 50.0)
     }
     fn json(&self) -> Value {
-        json!({"wasm_ms": self.wasm, "runc_ms": self.runc,
+        json!({"wasm_ms": self.wasm, "runc_ms": self.runc, "own_daemon_ms": self.own,
                "wasm": Summary::of(&self.wasm), "runc": Summary::of(&self.runc),
+               "own_daemon": (!self.own.is_empty()).then(|| Summary::of(&self.own)),
                "ratio_of_medians": self.ratio(), "mann_whitney": mann_whitney(&self.wasm, &self.runc)})
     }
 }
@@ -482,8 +495,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut problems: Vec<String> = vec![];
     for (c, (w, nat, module_bytes)) in cases.iter().zip(built) {
         let bar = crate::progress::counter(
-            &format!("containerd: {} ({} × 4 runs + 2 first)", c.name, n),
-            (n * 4 + 2) as u64,
+            &format!("containerd: {} ({} × 5 runs + 2 first)", c.name, n),
+            (n * 5 + 2) as u64,
         );
         let mut m = Measured {
             name: c.name,
@@ -516,12 +529,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             for kind in [0, 1] {
                 plan.extend(order.map(|side| (side, kind, false)));
             }
+            plan.push((Side::WasmOwn, 0, false));
         }
         for (side, kind, first) in plan {
             bar.inc();
             k += 1;
             let image = match side {
-                Side::Wasm => m.wasm_image.name.clone(),
+                Side::Wasm | Side::WasmOwn => m.wasm_image.name.clone(),
                 Side::Runc => m.native_image.name.clone(),
             };
             let id = format!("wb-{}-{}-{k}", c.name, side.tag());
@@ -639,7 +653,9 @@ fn write_report(
         "One private containerd (its own root, state and socket; CRI off) runs both sides in this run: each function's Wasm image \
          (built with `wisp_oci::layout`, as `wisp image build` does) through the Wisp shim, `ctr run --rm --runtime {WISP_RUNTIME}`, \
          and its native build in a runc container, `--runtime {RUNC_RUNTIME}`, from an image holding only the binary and the shared \
-         libraries `ldd` lists. Both images are imported with `ctr image import`; both use the overlayfs snapshotter. A time is the \
+         libraries `ldd` lists. The shim runs as shipped: one daemon serves every container of the node (`WISP_SHIM_GROUP=node`), so \
+         a container's `start` finds it running; a third arm gives each Wasm container a daemon of its own (its cold start only). \
+         Both images are imported with `ctr image import`; both use the overlayfs snapshotter. A time is the \
          wall time of `ctr run` from spawn to exit, `ctr`'s own start included on both sides. Both sides get the same CGI environment \
          (`--env`) and the same request body on `ctr run`'s stdin. **Cold start**: the function with an input that makes it do next to \
          nothing; **total**: the real input. Each image's first run is reported apart (for Wasm it compiles the module into the \
@@ -648,6 +664,7 @@ fn write_report(
     ));
     let mut rows = vec![];
     let (mut warm_ratios, mut first_ratios, mut total_ratios) = (vec![], vec![], vec![]);
+    let mut own_ratios = vec![];
     for m in ms {
         let (fw, fr) = (
             percentile(&m.first.wasm, 50.0),
@@ -655,6 +672,8 @@ fn write_report(
         );
         let r = m.cold.ratio();
         warm_ratios.push(r);
+        let own = percentile(&m.cold.own, 50.0) / percentile(&m.cold.runc, 50.0);
+        own_ratios.push(own);
         first_ratios.push(fw / fr);
         total_ratios.push(m.total.ratio());
         rows.push(vec![
@@ -665,8 +684,10 @@ fn write_report(
             num(fr),
             num(percentile(&m.cold.runc, 50.0)),
             format!("{:.3}", r),
-            format!("{:.3}", fw / fr),
             pval(&mann_whitney(&m.cold.wasm, &m.cold.runc)),
+            num(percentile(&m.cold.own, 50.0)),
+            format!("{:.3}", own),
+            format!("{:.3}", fw / fr),
         ]);
     }
     sec.markdown
@@ -680,8 +701,10 @@ fn write_report(
             "runc first run",
             "runc median",
             "Wisp / runc",
-            "first runs: Wisp / runc",
             "p",
+            "Wisp, daemon per container",
+            "daemon per container / runc",
+            "first runs: Wisp / runc",
         ],
         &rows,
     ));
@@ -725,11 +748,13 @@ fn write_report(
         .unwrap_or_default();
     let met_n = warm_ratios.iter().filter(|r| **r <= TARGET_RATIO).count();
     sec.para(&format!(
-        "Cold start, Wisp / runc, geometric mean over {} functions: **{:.3}** with the shim's cache warm (worst: {worst}), {:.3} for \
-         each image's first run (the Wasm one compiling). Total run time: {:.3}. Busy cores of other jobs on this machine (1 s with \
-         nothing of this scenario running): {} before, {} after.",
+        "Cold start, Wisp / runc, geometric mean over {} functions: **{:.3}** with the shim's cache warm (worst: {worst}), {:.3} with \
+         a shim daemon per container (`WISP_SHIM_GROUP=container`: no daemon shared between containers, as runc's shim outside a \
+         pod), {:.3} for each image's first run (the Wasm one compiling). Total run time: {:.3}. Busy cores of other jobs on this \
+         machine (1 s with nothing of this scenario running): {} before, {} after.",
         ms.len(),
         gm,
+        geo_mean(&own_ratios),
         geo_mean(&first_ratios),
         geo_mean(&total_ratios),
         num(other.0),
@@ -739,9 +764,10 @@ fn write_report(
         TARGET,
         GOAL,
         format!(
-            "ratio of medians, shim cache warm: {met_n} of {} functions ≤ 0.333, geo-mean {:.3} (worst {worst}); first runs incl. compile: geo-mean {:.3}",
+            "ratio of medians, shim cache warm: {met_n} of {} functions ≤ 0.333, geo-mean {:.3} (worst {worst}); a daemon per container: geo-mean {:.3}; first runs incl. compile: geo-mean {:.3}",
             ms.len(),
             gm,
+            geo_mean(&own_ratios),
             geo_mean(&first_ratios)
         ),
         Some(!ms.is_empty() && met_n == ms.len()),
@@ -811,6 +837,10 @@ fn write_report(
         (
             "Wisp shim".to_string(),
             ms.iter().map(|m| med(&m.cold.wasm)).collect(),
+        ),
+        (
+            "Wisp shim, a daemon per container".to_string(),
+            ms.iter().map(|m| med(&m.cold.own)).collect(),
         ),
         (
             "Wisp shim, first run (compile)".to_string(),

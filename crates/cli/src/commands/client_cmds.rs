@@ -44,6 +44,10 @@ pub struct CapabilityOpts {
     /// Allow outbound HTTP to SCHEME://HOST[:PORT] (Spin syntax, wildcards `*`; repeatable; default: none).
     #[arg(long = "allow-outbound")]
     pub allow_outbound: Vec<String>,
+    /// Do not serve the function on the public invoke routes (/fn/...);
+    /// only authenticated APIs reach it (default: public).
+    #[arg(long)]
+    pub private: bool,
 }
 
 impl CapabilityOpts {
@@ -85,6 +89,7 @@ impl CapabilityOpts {
             dirs,
             limits,
             allowed_outbound_hosts: self.allow_outbound.clone(),
+            private: self.private,
         };
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
@@ -127,7 +132,7 @@ impl DeployCommand {
         let r = c
             .send(
                 Method::PUT,
-                &format!("/v1/functions/{}", self.name),
+                &self.client.api(&format!("functions/{}", self.name)),
                 &[("content-type", &ctype)],
                 body,
             )
@@ -158,7 +163,11 @@ impl DeployCommand {
                     oci["digest"].as_str().unwrap_or("?")
                 );
             }
-            println!("invoke: {}/fn/{}", c.base(), self.name);
+            println!(
+                "invoke: {}{}",
+                c.base(),
+                self.client.invoke_path(&self.name)
+            );
         }
         Ok(0)
     }
@@ -213,7 +222,7 @@ impl InvokeCommand {
             None if self.data.is_some() => Method::POST,
             None => Method::GET,
         };
-        let mut path = format!("/fn/{}", self.name);
+        let mut path = self.client.invoke_path(&self.name);
         if !self.path.is_empty() {
             if !self.path.starts_with('/') {
                 path.push('/');
@@ -276,7 +285,7 @@ impl LsCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
         let c = Client::new(&self.client.server, self.client.token.clone());
-        let v = c.get("/v1/functions").await?.ok()?.json()?;
+        let v = c.get(&self.client.api("functions")).await?.ok()?.json()?;
         if self.client.json {
             println!("{v}");
             return Ok(0);
@@ -337,7 +346,7 @@ impl RmCommand {
         let c = Client::new(&self.client.server, self.client.token.clone());
         c.send(
             Method::DELETE,
-            &format!("/v1/functions/{}", self.name),
+            &self.client.api(&format!("functions/{}", self.name)),
             &[],
             Vec::new(),
         )
@@ -386,7 +395,9 @@ impl LogsCommand {
             }
             return Ok(0);
         }
-        let mut path = format!("/v1/activations?limit={}", self.limit);
+        let mut path = self
+            .client
+            .api(&format!("activations?limit={}", self.limit));
         if let Some(n) = &self.name {
             path.push_str(&format!("&function={}", encode(n)));
         }
@@ -437,7 +448,9 @@ impl RollbackCommand {
     /// Run.
     pub async fn execute(self) -> Result<i32> {
         let c = Client::new(&self.client.server, self.client.token.clone());
-        let mut path = format!("/v1/functions/{}/rollback", self.name);
+        let mut path = self
+            .client
+            .api(&format!("functions/{}/rollback", self.name));
         if let Some(v) = self.to {
             path.push_str(&format!("?version={v}"));
         }

@@ -270,6 +270,7 @@ async fn run_http(
         limits: &config.limits,
         allow,
         hold: Box::new(()),
+        lane: None,
     };
     match runtime.invoke_http(pre, req, inv, None).await {
         Ok(out) => {

@@ -3,6 +3,7 @@
 mod bench;
 mod client_cmds;
 mod local;
+mod namespace;
 mod oci;
 mod openwhisk;
 mod serve;
@@ -40,6 +41,30 @@ pub struct ClientOpts {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, env = "WISP_JSON", global = true)]
     pub json: bool,
+    /// The namespace to act on (default: the token's own: `default` for the
+    /// admin token, the key's namespace for a `uuid:key`).
+    #[arg(long, env = "WISP_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+}
+
+impl ClientOpts {
+    /// `/v1/{rest}` in the chosen namespace.
+    pub fn api(&self, rest: &str) -> String {
+        match &self.namespace {
+            Some(ns) => format!("/v1/namespaces/{ns}/{rest}"),
+            None => format!("/v1/{rest}"),
+        }
+    }
+
+    /// Where a function of the chosen namespace is invoked.
+    pub fn invoke_path(&self, name: &str) -> String {
+        wisp_executor::invoke_path(
+            self.namespace
+                .as_deref()
+                .unwrap_or(wisp_core::DEFAULT_NAMESPACE),
+            name,
+        )
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,6 +83,8 @@ enum Command {
     Logs(client_cmds::LogsCommand),
     /// Make an earlier version of a function active again.
     Rollback(client_cmds::RollbackCommand),
+    /// Manage namespaces and their keys (create, ls, rm, rotate-key).
+    Namespace(namespace::NamespaceCommand),
     /// Run a module once, locally, without a server.
     Run(RunCommand),
     /// Precompile a module ahead of time for this machine's engine.
@@ -87,6 +114,7 @@ impl Cli {
             Command::Rm(c) => block_on(c.execute()),
             Command::Logs(c) => block_on(c.execute()),
             Command::Rollback(c) => block_on(c.execute()),
+            Command::Namespace(c) => block_on(c.execute()),
             Command::Run(c) => c.execute(),
             Command::Compile(c) => c.execute(),
             Command::Bench(c) => c.execute(),

@@ -360,7 +360,7 @@ impl PushCommand {
             );
         }
         let c = Client::new(&self.client.server, self.client.token.clone());
-        let mut route = format!("/v1/functions/{name}/module");
+        let mut route = self.client.api(&format!("functions/{name}/module"));
         if let Some(v) = version {
             route.push_str(&format!("?version={v}"));
         }

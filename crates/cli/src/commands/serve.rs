@@ -139,6 +139,17 @@ pub struct ServeCommand {
     /// Longest an `oci://` deploy may spend pulling its module, e.g. 60s.
     #[arg(long, env = "WISP_PULL_TIMEOUT", default_value = "60s", value_parser = wisp_core::units::parse_duration)]
     pull_timeout: Duration,
+    /// OpenWhisk API: longest a blocking invoke waits before it answers 202
+    /// with the activation id (the activation goes on), e.g. 60s.
+    #[arg(long, env = "WISP_BLOCKING_WAIT", default_value = "60s", value_parser = wisp_core::units::parse_duration)]
+    blocking_wait: Duration,
+    /// OpenWhisk API: non-blocking activations accepted and not yet run, at
+    /// most (a durable queue in the store); past it invokes get 503.
+    #[arg(long, env = "WISP_QUEUE_MAX", default_value_t = 10_000)]
+    queue_max: u64,
+    /// OpenWhisk API: queued activations run at once.
+    #[arg(long, env = "WISP_QUEUE_WORKERS", default_value_t = 64)]
+    queue_workers: usize,
     /// Log as JSON lines (filter with WISP_LOG, default `info`).
     #[arg(long, env = "WISP_LOG_JSON")]
     log_json: bool,
@@ -310,6 +321,17 @@ impl ServeCommand {
             None
         };
         let auth = token.is_some();
+        let openwhisk = wisp_openwhisk::controller::Controller::start(
+            exec.clone(),
+            wisp_openwhisk::controller::ControllerOptions {
+                blocking_wait: self.blocking_wait,
+                queue_max: self.queue_max,
+                queue_workers: self.queue_workers,
+                api_host: format!("http://{addr}"),
+                admin_token: token.clone(),
+                max_module_bytes: self.max_module as usize,
+            },
+        );
         let state = Arc::new(AppState {
             exec: exec.clone(),
             access: Access {
@@ -329,6 +351,7 @@ impl ServeCommand {
                 },
                 self.allow_registries.clone(),
             ),
+            openwhisk: Some(openwhisk.clone()),
         });
         let limits = HttpLimits {
             max_connections: self.max_connections,
@@ -337,7 +360,7 @@ impl ServeCommand {
             body_read_timeout: self.body_timeout,
             demotion,
         };
-        let n = exec.list().await.map(|l| l.len()).unwrap_or(0);
+        let n = exec.list(None).await.map(|l| l.len()).unwrap_or(0);
         tracing::info!(
             %addr, home = %home.display(), functions = n, pooling = runtime.pooling(), pagemap_scan = runtime.pagemap_scan(),
             engine = runtime.fingerprint(), auth, "wisp serving"
@@ -354,6 +377,7 @@ impl ServeCommand {
         });
         shutdown_signal().await;
         tracing::info!(drain = ?self.drain_timeout, "shutting down: draining in-flight requests");
+        openwhisk.stop();
         let _ = stop_tx.send(());
         tokio::select! {
             r = server => { if let Ok(Err(e)) = r { tracing::warn!(error = %e, "server error during shutdown"); } }

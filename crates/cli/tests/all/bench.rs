@@ -348,8 +348,14 @@ fn bench_quick_containerd_runs_both_sides_alike() {
             "{name}: {}",
             d["problems"]
         );
-        // 2 first runs + 2 repetitions × (cold + total) × 2 sides.
-        assert_eq!(f["runs"], 10, "{name}");
+        // 2 first runs + 2 repetitions × ((cold + total) × 2 sides + a cold
+        // start with a shim daemon of its own).
+        assert_eq!(f["runs"], 12, "{name}");
+        let own = f["cold"]["own_daemon_ms"].as_array().unwrap();
+        assert_eq!(own.len(), 2, "{name}: a daemon per container");
+        for x in own {
+            positive(x, "ctr run ms, own daemon");
+        }
         for (part, n) in [("first", 1), ("cold", 2), ("total", 2)] {
             for side in ["wasm_ms", "runc_ms"] {
                 let v = f[part][side].as_array().unwrap();

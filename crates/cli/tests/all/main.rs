@@ -11,6 +11,8 @@ mod functions;
 mod hardening;
 mod http;
 mod limits;
+mod namespaces;
 mod oci;
 mod openwhisk;
+mod openwhisk_api;
 mod store;
