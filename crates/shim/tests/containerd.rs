@@ -807,25 +807,7 @@ fn http_functions_answer_in_their_network_namespace() {
         "http-ns",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let t0 = Instant::now();
-    let inside = loop {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &netns.0,
-                "curl",
-                "-s",
-                "-i",
-                "http://127.0.0.1:8080/",
-            ])
-            .output()
-            .unwrap();
-        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
-            break text(&o.stdout);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let inside = get_in_netns(&netns.0);
     assert!(
         inside.starts_with("HTTP/1.1 200"),
         "from inside the namespace: {inside:?}"
@@ -839,6 +821,24 @@ fn http_functions_answer_in_their_network_namespace() {
     assert_eq!(stop_and_remove(&c, "http-ns"), Some(0));
     drop(netns);
     c.assert_clean();
+}
+
+/// `GET http://127.0.0.1:8080/` from inside network namespace `ns` (curl
+/// under `ip netns exec`), retried for up to 10 s until it connects: the
+/// whole response, or what the last try printed.
+fn get_in_netns(ns: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-s", "-i"])
+            .arg("http://127.0.0.1:8080/")
+            .output()
+            .unwrap();
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            return text(&o.stdout);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What the CRI (containerd 1.6) does with a pod under RuntimeClass `wisp`,
@@ -911,18 +911,7 @@ fn pod_containers_serve_in_their_sandboxs_network_namespace() {
         pods.push((ns, sandbox, app));
     }
     for (ns, _, app) in &pods {
-        let t0 = Instant::now();
-        let inside = loop {
-            let o = Command::new("ip")
-                .args(["netns", "exec", &ns.0, "curl", "-s", "-i"])
-                .arg("http://127.0.0.1:8080/")
-                .output()
-                .unwrap();
-            if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
-                break text(&o.stdout);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let inside = get_in_netns(&ns.0);
         assert!(
             inside.starts_with("HTTP/1.1 200"),
             "{app} from inside its pod's namespace: {inside:?}\n{}",
