@@ -6,7 +6,8 @@
 //! - [`native_image`]: the native build in the smallest rootfs that runs it
 //!   (the binary plus exactly the shared libraries `ldd` lists, as
 //!   [`crate::runc`] builds its rootfs), one gzipped tar layer, config
-//!   `linux/amd64`, entrypoint the binary.
+//!   `linux/amd64`, entrypoint the binary; [`native_layout`] is the same
+//!   with extra files and config (`wisp image build --native`).
 //!
 //! Both are deterministic (sorted entries, mtime 0, owner root), so sizes
 //! are comparable run to run.
@@ -65,9 +66,21 @@ fn write(full_name: &str, tarball: &[u8], dir: &Path) -> Result<PathBuf> {
 /// The Wasm image of `wasm`, named `NAME[:TAG]`, written into `dir`: the
 /// image `wisp image build` writes.
 pub fn wasm_image(name: &str, wasm: &[u8], dir: &Path) -> Result<Image> {
+    wasm_image_with(name, wasm, Default::default(), dir)
+}
+
+/// [`wasm_image`] with manifest annotations, e.g. `wisp.abi=http` (written
+/// into the config's `Env` too, as `wisp image build --annotation` does).
+pub fn wasm_image_with(
+    name: &str,
+    wasm: &[u8],
+    annotations: std::collections::BTreeMap<String, String>,
+    dir: &Path,
+) -> Result<Image> {
     let built = wisp_oci::layout::build_image(&wisp_oci::layout::ImageSpec {
         name: name.into(),
         wasm: wasm.to_vec(),
+        annotations,
         ..Default::default()
     })
     .with_context(|| format!("building the Wasm image {name}"))?;
@@ -86,12 +99,63 @@ pub fn wasm_image(name: &str, wasm: &[u8], dir: &Path) -> Result<Image> {
 /// paths `ldd` names), named `NAME[:TAG]` (`docker.io/…` is added as
 /// `wisp image build` does), written into `dir`.
 pub fn native_image(name: &str, exe: &Path, dir: &Path) -> Result<Image> {
-    native_image_of(name, &[exe], dir)
+    native_image_with(name, exe, Vec::new(), serde_json::Map::new(), dir)
 }
 
 /// The native image of several executables (each as `/<file name>`, with
 /// the libraries any of them loads), the first one the entrypoint.
 pub fn native_image_of(name: &str, exes: &[&Path], dir: &Path) -> Result<Image> {
+    written(
+        native_layout_of(name, exes, Vec::new(), serde_json::Map::new())?,
+        dir,
+    )
+}
+
+/// [`native_layout`] written into `dir`.
+pub fn native_image_with(
+    name: &str,
+    exe: &Path,
+    extra: Vec<LayerEntry>,
+    config: serde_json::Map<String, serde_json::Value>,
+    dir: &Path,
+) -> Result<Image> {
+    written(native_layout(name, exe, extra, config)?, dir)
+}
+
+fn written(layout: wisp_oci::layout::Layout, dir: &Path) -> Result<Image> {
+    Ok(Image {
+        tar: write(&layout.name, &layout.tar, dir)?,
+        name: layout.name,
+        layer_bytes: layout.layer_size,
+        layer_tar_bytes: layout.layer_tar.len() as u64,
+        layer_gz_bytes: layout.layer_size,
+        content_bytes: layout.content_size,
+    })
+}
+
+/// The layout of a native image: `exe` as `/<file name>` and the Entrypoint,
+/// the shared libraries `ldd` lists for it at their paths, `extra` entries
+/// (files, links) and `config` merged into the image config (`Env`, `User`,
+/// …; an `Entrypoint` there wins). One gzipped layer, `linux/amd64`.
+/// `wisp image build --native` writes this (pause, operator and installer
+/// images for Kubernetes).
+pub fn native_layout(
+    name: &str,
+    exe: &Path,
+    extra: Vec<LayerEntry>,
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<wisp_oci::layout::Layout> {
+    native_layout_of(name, &[exe], extra, config)
+}
+
+/// [`native_layout`] of several executables, each as `/<file name>` with
+/// the libraries any of them loads; the first is the Entrypoint.
+pub fn native_layout_of(
+    name: &str,
+    exes: &[&Path],
+    extra: Vec<LayerEntry>,
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<wisp_oci::layout::Layout> {
     let mut entries = vec![];
     let mut libs = std::collections::BTreeSet::new();
     let mut entry = None;
@@ -112,44 +176,54 @@ pub fn native_image_of(name: &str, exes: &[&Path], dir: &Path) -> Result<Image> 
     let bin_name = entry.context("no executable for the image")?;
     let mut dirs: std::collections::BTreeSet<String> =
         ["dev", "proc", "sys", "tmp"].map(String::from).into();
-    for lib in libs {
-        let real = std::fs::canonicalize(&lib)?;
-        let bytes = std::fs::read(&real).with_context(|| format!("reading {}", real.display()))?;
-        let mut d = lib.parent();
-        while let Some(x) = d.filter(|x| x != &Path::new("/")) {
+    let mut parents = |p: &Path| {
+        let mut d = p.parent();
+        while let Some(x) = d.filter(|x| x != &Path::new("/") && x != &Path::new("")) {
             dirs.insert(x.to_string_lossy().trim_start_matches('/').to_string());
             d = x.parent();
         }
+    };
+    for lib in libs {
+        let real = std::fs::canonicalize(&lib)?;
+        let bytes = std::fs::read(&real).with_context(|| format!("reading {}", real.display()))?;
+        parents(&lib);
         entries.push(LayerEntry::File(
             lib.to_string_lossy().into_owned(),
             bytes,
             0o755,
         ));
     }
-    entries.extend(dirs.into_iter().map(LayerEntry::Dir));
-    let mut config = serde_json::Map::new();
-    config.insert(
+    // Extra entries win over a library at the same path.
+    let extra_paths: std::collections::BTreeSet<String> = extra
+        .iter()
+        .map(|e| e.path().trim_end_matches('/').to_string())
+        .collect();
+    for p in &extra_paths {
+        parents(Path::new(&format!("/{p}")));
+    }
+    entries.retain(|e| !extra_paths.contains(e.path()));
+    entries.extend(extra);
+    entries.extend(
+        dirs.into_iter()
+            .filter(|d| !extra_paths.contains(d))
+            .map(LayerEntry::Dir),
+    );
+    let mut cfg = serde_json::Map::new();
+    cfg.insert(
         "Entrypoint".into(),
         serde_json::json!([format!("/{bin_name}")]),
     );
-    let layout = wisp_oci::layout::build_layout(&wisp_oci::layout::LayoutSpec {
+    cfg.extend(config);
+    wisp_oci::layout::build_layout(&wisp_oci::layout::LayoutSpec {
         name,
         os: "linux",
         architecture: "amd64",
         entries,
         gzip: true,
-        config,
+        config: cfg,
         annotations: Default::default(),
     })
-    .with_context(|| format!("building the native image {name}"))?;
-    Ok(Image {
-        tar: write(&layout.name, &layout.tar, dir)?,
-        name: layout.name,
-        layer_bytes: layout.layer_size,
-        layer_tar_bytes: layout.layer_tar.len() as u64,
-        layer_gz_bytes: layout.layer_size,
-        content_bytes: layout.content_size,
-    })
+    .with_context(|| format!("building the native image {name}"))
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ pub enum Scenario {
     /// node. Not part of the default set (needs Chromium and node; the edge
     /// arm needs root for its cgroup).
     Workflow,
+    /// N replicas to Ready and to a first response on a single-node
+    /// Kubernetes cluster (`scripts/k8s-local start --node`): WasmApp and
+    /// Deployment through the Wisp shim against runc. Not part of the
+    /// default set (needs root, the Kubernetes build, the shim and operator).
+    K8s,
 }
 
 impl Scenario {
@@ -80,15 +85,20 @@ impl Scenario {
         Scenario::Containerd,
         Scenario::OpenWhisk,
         Scenario::Workflow,
+        Scenario::K8s,
     ];
 
     /// Scenarios that run only when named: `chaos` kills servers, opens
     /// thousands of sockets and takes minutes; `containerd` needs root and
-    /// a containerd, and starts a private one.
+    /// a containerd, and starts a private one; `k8s` starts a whole cluster.
     pub fn opt_in(self) -> bool {
         matches!(
             self,
-            Scenario::Chaos | Scenario::Containerd | Scenario::OpenWhisk | Scenario::Workflow
+            Scenario::Chaos
+                | Scenario::Containerd
+                | Scenario::OpenWhisk
+                | Scenario::Workflow
+                | Scenario::K8s
         )
     }
 
@@ -112,6 +122,7 @@ impl Scenario {
             Scenario::Containerd => "containerd",
             Scenario::OpenWhisk => "openwhisk",
             Scenario::Workflow => "workflow",
+            Scenario::K8s => "k8s",
         }
     }
 }
@@ -162,6 +173,12 @@ pub struct Options {
     pub containerd_runs: Option<usize>,
     /// OpenWhisk: most containers of the container baseline alive at once.
     pub ow_containers: Option<usize>,
+    /// K8s: the `wisp-operator` binary to run.
+    pub operator_bin: Option<PathBuf>,
+    /// K8s: replica counts (default 1, 5, 20; 1 with `quick`).
+    pub k8s_replicas: Option<Vec<usize>>,
+    /// K8s: repetitions per replica count and way (default 5; 1 with `quick`).
+    pub k8s_runs: Option<usize>,
 }
 
 impl Options {
@@ -182,6 +199,9 @@ impl Options {
             shim_bin: None,
             containerd_runs: None,
             ow_containers: None,
+            operator_bin: None,
+            k8s_replicas: None,
+            k8s_runs: None,
         }
     }
 }

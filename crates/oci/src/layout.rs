@@ -173,7 +173,8 @@ pub enum LayerEntry {
 }
 
 impl LayerEntry {
-    fn path(&self) -> &str {
+    /// The path inside the image, without the leading slash.
+    pub fn path(&self) -> &str {
         match self {
             LayerEntry::File(p, ..) | LayerEntry::Dir(p) | LayerEntry::Symlink(p, _) => {
                 p.trim_start_matches('/')

@@ -225,7 +225,8 @@ struct Inner {
     last_change: Mutex<std::time::Instant>,
 }
 
-/// The runtime guests run on, shut down in the background when dropped.
+/// A runtime shut down in the background when dropped: the one guests run
+/// on, and an HTTP function's while it starts.
 ///
 /// The shim drops it on an async thread (its `shutdown` path), where a
 /// plain `Runtime` drop would block, which Tokio refuses with a panic: the
@@ -420,6 +421,22 @@ impl TaskService {
             .cloned()
     }
 
+    /// The network namespace pod sandbox `id` was given: from its container
+    /// when this process runs it (a pod's containers share a shim), else
+    /// from its bundle, which containerd keeps next to the container's.
+    fn sandbox_netns(&self, id: &str, bundle: &str) -> AnyResult<spec::NetNs> {
+        if let Some(c) = self.0.containers.lock().unwrap().get(id) {
+            return Ok(c.spec.netns.clone());
+        }
+        let dir = Path::new(bundle)
+            .parent()
+            .context("the bundle has no parent directory")?
+            .join(id);
+        Ok(BundleSpec::load(&dir)
+            .with_context(|| format!("the sandbox's bundle {}", dir.display()))?
+            .netns)
+    }
+
     /// Everything `create` does after the rootfs is mounted.
     async fn prepare(
         &self,
@@ -451,7 +468,7 @@ impl TaskService {
         if !http {
             return Ok((Kind::Command(loaded), None));
         }
-        let netns = netns::open(&spec.netns)?;
+        let netns = netns::open(&spec.pod_netns(|id| self.sandbox_netns(id, &req.bundle))?)?;
         let limits = Limits {
             memory_bytes: memory_limit(spec),
             max_concurrency: runtime_pool(self.0.group),
@@ -690,9 +707,13 @@ impl TaskService {
                 let addr: std::net::SocketAddr = listen
                     .parse()
                     .map_err(|e| anyhow!("{}={listen:?}: {e}", spec::LISTEN_ENV))?;
-                let rt = netns::runtime(c.netns.clone(), 2)?;
+                // Dropped on an async thread if anything below fails (a port
+                // in use, say): a plain Runtime would panic there, and the
+                // shim with it, leaving containerd's `start` unanswered.
+                let mut rt = GuestRuntime(Some(netns::runtime(c.netns.clone(), 2)?));
+                let handle = rt.0.as_ref().expect("just built").handle().clone();
                 let stderr = c.stderr.clone();
-                let listener = rt
+                let listener = handle
                     .spawn(async move {
                         let log: LogSink = LogSink::open(&stderr)?;
                         let l = http::bind(addr).await.with_context(|| {
@@ -717,7 +738,7 @@ impl TaskService {
                 let svc = self.clone();
                 let grace = self.0.grace;
                 let c2 = c.clone();
-                let server = rt.spawn(async move {
+                let server = handle.spawn(async move {
                     let c3 = c2.clone();
                     http::serve(runtime, f, listener, c2.stop.clone(), move || {
                         if c3.graceful.load(std::sync::atomic::Ordering::SeqCst) {
@@ -728,7 +749,7 @@ impl TaskService {
                     })
                     .await
                 });
-                *c.server_rt.lock().unwrap() = Some(rt);
+                *c.server_rt.lock().unwrap() = rt.0.take();
                 tokio::spawn(async move {
                     let ended = server.await;
                     let code = match ended {

@@ -162,6 +162,33 @@ impl BundleSpec {
         self.annotation(CRI_CONTAINER_TYPE) == Some("sandbox")
     }
 
+    /// The network namespace to serve in, for a container of a Kubernetes pod.
+    ///
+    /// The CRI (containerd 1.6 and 1.7, `WithPodNamespaces`) gives a pod's
+    /// containers its sandbox's namespaces as `/proc/<sandbox task pid>/ns/net`.
+    /// Under this shim that pid is a shim process, which lives in the host's
+    /// namespace: taken as it is, every replica's server would bind on the
+    /// host (the second one failing with "address in use") and none would be
+    /// reachable at its pod IP. Such a path is replaced by the namespace the
+    /// sandbox itself was given (the one the CRI pinned and CNI configured),
+    /// which `sandbox` looks up by the sandbox's id. Anything else is kept.
+    pub fn pod_netns(&self, sandbox: impl FnOnce(&str) -> Result<NetNs>) -> Result<NetNs> {
+        let NetNs::Path(p) = &self.netns else {
+            return Ok(self.netns.clone());
+        };
+        let from_a_process = p
+            .to_str()
+            .and_then(|s| s.strip_prefix("/proc/"))
+            .and_then(|s| s.strip_suffix("/ns/net"))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        let sandbox_id = self.annotation(CRI_SANDBOX_ID);
+        match sandbox_id {
+            Some(id) if from_a_process && !self.is_sandbox() => sandbox(id)
+                .with_context(|| format!("finding the network namespace of pod sandbox {id}")),
+            _ => Ok(self.netns.clone()),
+        }
+    }
+
     /// The module's path on the host: `args[0]` resolved inside the rootfs
     /// (never outside it: `..` components are refused).
     pub fn module_path(&self) -> Result<PathBuf> {
@@ -224,5 +251,51 @@ mod tests {
                 .contains("Entrypoint")
         );
         assert_eq!(s.netns, NetNs::Host);
+    }
+
+    #[test]
+    fn pod_containers_take_the_sandboxs_network_namespace() {
+        let container = |netns: &str, kind: &str| {
+            BundleSpec::from_json(
+                &json!({
+                    "linux": {"namespaces": [{"type": "network", "path": netns}]},
+                    "annotations": {
+                        "io.kubernetes.cri.container-type": kind,
+                        "io.kubernetes.cri.sandbox-id": "sb1"
+                    }
+                }),
+                Path::new("/b"),
+            )
+            .unwrap()
+        };
+        let pinned = NetNs::Path("/run/netns/cni-1234".into());
+        let lookup = |id: &str| -> Result<NetNs> {
+            assert_eq!(id, "sb1");
+            Ok(NetNs::Path("/run/netns/cni-1234".into()))
+        };
+        // What the CRI gives a container of a pod whose sandbox task is a shim.
+        let c = container("/proc/4242/ns/net", "container");
+        assert_eq!(c.pod_netns(lookup).unwrap(), pinned);
+        // A namespace named by path is kept, and so is the sandbox's own.
+        let c = container("/run/netns/other", "container");
+        assert_eq!(
+            c.pod_netns(|_| panic!("not looked up")).unwrap(),
+            NetNs::Path("/run/netns/other".into())
+        );
+        let s = container("/run/netns/cni-1234", "sandbox");
+        assert_eq!(s.pod_netns(|_| panic!("not looked up")).unwrap(), pinned);
+        // Not a pod (`ctr run --with-ns network:/proc/PID/ns/net`): kept.
+        let v = json!({"linux": {"namespaces": [{"type": "network", "path": "/proc/1/ns/net"}]}});
+        let plain = BundleSpec::from_json(&v, Path::new("/b")).unwrap();
+        assert_eq!(
+            plain.pod_netns(|_| panic!("not looked up")).unwrap(),
+            NetNs::Path("/proc/1/ns/net".into())
+        );
+        // An unknown sandbox is an error naming it.
+        let c = container("/proc/4242/ns/net", "container");
+        let e = c
+            .pod_netns(|_| anyhow::bail!("no such sandbox"))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("pod sandbox sb1"), "{e:#}");
     }
 }

@@ -807,25 +807,7 @@ fn http_functions_answer_in_their_network_namespace() {
         "http-ns",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let t0 = Instant::now();
-    let inside = loop {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &netns.0,
-                "curl",
-                "-s",
-                "-i",
-                "http://127.0.0.1:8080/",
-            ])
-            .output()
-            .unwrap();
-        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
-            break text(&o.stdout);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let inside = get_in_netns(&netns.0);
     assert!(
         inside.starts_with("HTTP/1.1 200"),
         "from inside the namespace: {inside:?}"
@@ -838,6 +820,191 @@ fn http_functions_answer_in_their_network_namespace() {
     );
     assert_eq!(stop_and_remove(&c, "http-ns"), Some(0));
     drop(netns);
+    c.assert_clean();
+}
+
+/// `GET http://127.0.0.1:8080/` from inside network namespace `ns` (curl
+/// under `ip netns exec`), retried for up to 10 s until it connects: the
+/// whole response, or what the last try printed.
+fn get_in_netns(ns: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-s", "-i"])
+            .arg("http://127.0.0.1:8080/")
+            .output()
+            .unwrap();
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            return text(&o.stdout);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the CRI (containerd 1.6) does with a pod under RuntimeClass `wisp`,
+/// replayed with `ctr`: the sandbox container gets the pod's network
+/// namespace by path, and each container of the pod gets
+/// `/proc/<sandbox task pid>/ns/net`, where that pid is the shim's own
+/// (a host-namespace process). Two pods, each serving on 127.0.0.1:8080 in
+/// its own namespace: both answer there, and the host's loopback doesn't.
+/// Before the shim mapped that path to the sandbox's namespace, both
+/// servers bound on the host and the second failed with "address in use".
+#[test]
+fn pod_containers_serve_in_their_sandboxs_network_namespace() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let hh = c.import(
+        "hello-http",
+        &[("/hello.wasm", &std::fs::read(guest("hello-http")).unwrap())],
+        "/hello.wasm",
+    );
+    let pause = c.import("pause", &[("/pause", b"not run")], "/pause");
+    let mut pods = vec![];
+    for i in 0..2 {
+        let ns = NetNs::add(&format!("wisp-pod{i}-{}", std::process::id()));
+        let sandbox = format!("sandbox{i}");
+        let o = c.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--with-ns",
+            &format!("network:/var/run/netns/{}", ns.0),
+            "--annotation",
+            "io.kubernetes.cri.container-type=sandbox",
+            "--annotation",
+            &format!("io.kubernetes.cri.sandbox-id={sandbox}"),
+            &pause,
+            &sandbox,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        c.wait_running(&sandbox);
+        // The sandbox task's pid, as the CRI reads it.
+        let ls = text(&c.ctr(&["task", "ls"]).stdout);
+        let pid = ls
+            .lines()
+            .find(|l| l.starts_with(&sandbox))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no pid for {sandbox}: {ls}"))
+            .to_string();
+        let app = format!("app{i}");
+        let o = c.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--with-ns",
+            &format!("network:/proc/{pid}/ns/net"),
+            "--annotation",
+            "io.kubernetes.cri.container-type=container",
+            "--annotation",
+            &format!("io.kubernetes.cri.sandbox-id={sandbox}"),
+            "--env",
+            "WISP_LISTEN=127.0.0.1:8080",
+            &hh,
+            &app,
+        ]);
+        assert!(o.status.success(), "{}\n{}", text(&o.stderr), c.log());
+        c.wait_running(&app);
+        pods.push((ns, sandbox, app));
+    }
+    for (ns, _, app) in &pods {
+        let inside = get_in_netns(&ns.0);
+        assert!(
+            inside.starts_with("HTTP/1.1 200"),
+            "{app} from inside its pod's namespace: {inside:?}\n{}",
+            c.log()
+        );
+    }
+    let host = http_get("127.0.0.1:8080", "/");
+    assert!(
+        host.as_ref()
+            .map_or(true, |r| !r.starts_with("HTTP/1.1 200")),
+        "the host's loopback must not reach a pod: {host:?}"
+    );
+    // As the kubelet stops a pod: its containers, then the sandbox.
+    for (ns, sandbox, app) in pods {
+        assert_eq!(stop_and_remove(&c, &app), Some(0));
+        let o = c.ctr(&["task", "kill", "-s", "SIGKILL", &sandbox]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let t0 = Instant::now();
+        while !text(&c.ctr(&["task", "ls"]).stdout)
+            .lines()
+            .any(|l| l.starts_with(&sandbox) && l.contains("STOPPED"))
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{sandbox} did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(c.ctr(&["task", "delete", &sandbox]).status.success());
+        assert!(c.ctr(&["container", "rm", &sandbox]).status.success());
+        drop(ns);
+    }
+    c.assert_clean();
+}
+
+/// A function that can't bind its port fails `start` with the reason, and
+/// the shim lives on: dropping the function's half-built runtime used to
+/// panic the shim (Tokio refuses to drop a runtime on an async thread), so
+/// `ctr run` hung, as the kubelet's start did for a pod's second replica
+/// while both served in the host's namespace.
+#[test]
+fn a_port_in_use_fails_start_clearly() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let hh = c.import(
+        "hello-http",
+        &[("/hello.wasm", &std::fs::read(guest("hello-http")).unwrap())],
+        "/hello.wasm",
+    );
+    let port = free_port();
+    let listen = format!("WISP_LISTEN=127.0.0.1:{port}");
+    let run = |id: &str| {
+        let mut cmd = c.ctr_cmd(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--net-host",
+            "--env",
+            &listen,
+            &hh,
+            id,
+        ]);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("ctr run {id} hung:\n{}", c.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let o = run("first");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(get_retrying(&format!("127.0.0.1:{port}"), "/").starts_with("HTTP/1.1 200"));
+    let o = run("second");
+    assert!(!o.status.success(), "the second can't bind the same port");
+    let err = text(&o.stderr);
+    assert!(err.contains(&format!("binding 127.0.0.1:{port}")), "{err}");
+    assert!(!c.log().contains("panicked"), "{}", c.log());
+    // The first still serves; the second is removed as a failed start is.
+    assert!(get_retrying(&format!("127.0.0.1:{port}"), "/").starts_with("HTTP/1.1 200"));
+    let _ = c.ctr(&["task", "delete", "-f", "second"]);
+    let _ = c.ctr(&["container", "rm", "second"]);
+    assert_eq!(stop_and_remove(&c, "first"), Some(0));
     c.assert_clean();
 }
 

@@ -5,6 +5,7 @@ mod chaos;
 mod cold;
 mod concurrent;
 mod containerd;
+mod k8s;
 mod memory;
 mod mixed;
 mod openwhisk;
@@ -35,6 +36,7 @@ pub async fn run(ctx: &Ctx, s: Scenario) -> Result<Section> {
         Scenario::Containerd => containerd::run(ctx).await,
         Scenario::OpenWhisk => openwhisk::run(ctx).await,
         Scenario::Workflow => workflow::run(ctx).await,
+        Scenario::K8s => k8s::run(ctx).await,
     }
 }
 

@@ -14,8 +14,9 @@ pub struct BenchCommand {
     /// `chaos` (kill -9 under load, soak, noisy neighbours), `containerd` (Wasm images through
     /// the Wisp shim against runc containers; needs root and containerd), `openwhisk` (the WOW
     /// study's experiments through /api/v1 against a runc container per action; needs root and
-    /// containerd for the baseline) and `workflow` (one workflow in headless Chromium, on an
-    /// edge-sized cgroup and unconstrained) run only when named.
+    /// containerd for the baseline), `workflow` (one workflow in headless Chromium, on an
+    /// edge-sized cgroup and unconstrained) and `k8s` (replicas to Ready on a single-node
+    /// Kubernetes, shim against runc; needs root) run only when named.
     #[arg(long = "scenario", value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Run every scenario briefly (a smoke test; numbers are not for conclusions).
@@ -63,6 +64,15 @@ pub struct BenchCommand {
     /// (default 8: OpenWhisk's 2,048 MB of invoker user memory over 256 MB per action).
     #[arg(long)]
     ow_containers: Option<usize>,
+    /// K8s: the wisp-operator binary (default: wisp-operator next to this wisp binary).
+    #[arg(long, env = "WISP_BENCH_OPERATOR")]
+    operator_bin: Option<PathBuf>,
+    /// K8s: replica counts, comma-separated (default: 1,5,20; 1 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    k8s_replicas: Option<Vec<usize>>,
+    /// K8s: repetitions per replica count and way (default: 5; 1 with --quick).
+    #[arg(long)]
+    k8s_runs: Option<usize>,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -82,6 +92,12 @@ impl BenchCommand {
                 .unwrap_or(std::path::Path::new("."))
                 .join("containerd-shim-wisp-v1")
         });
+        let operator_bin = self.operator_bin.unwrap_or_else(|| {
+            wisp_bin
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("wisp-operator")
+        });
         let mut o = Options::new(wisp_bin, self.out, self.manifest);
         o.quick = self.quick;
         o.scenarios = self.scenarios;
@@ -94,6 +110,9 @@ impl BenchCommand {
         o.shim_bin = Some(shim_bin);
         o.containerd_runs = self.containerd_runs;
         o.ow_containers = self.ow_containers;
+        o.operator_bin = Some(operator_bin);
+        o.k8s_replicas = self.k8s_replicas;
+        o.k8s_runs = self.k8s_runs;
         let w = wisp_bench::run(o)?;
         println!("report:  {}", w.markdown.display());
         println!("results: {}", w.json.display());

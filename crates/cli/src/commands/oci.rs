@@ -26,7 +26,8 @@ pub struct ImageCommand {
 
 #[derive(Subcommand, Debug)]
 enum ImageSub {
-    /// Write an OCI image layout tarball holding one module (for `ctr image import`).
+    /// Write an OCI image layout tarball holding one module (for `ctr image import`),
+    /// or with --native a Linux executable and its shared libraries.
     Build(ImageBuildCommand),
 }
 
@@ -42,7 +43,7 @@ impl ImageCommand {
 /// `wisp image build FILE -t NAME[:TAG] -o image.tar`.
 #[derive(Args, Debug)]
 pub struct ImageBuildCommand {
-    /// The .wasm module or component.
+    /// The .wasm module or component (with --native: a Linux executable).
     file: PathBuf,
     /// Image name, NAME[:TAG] (tag default `latest`; a bare NAME is docker.io/library/NAME).
     #[arg(short = 't', long = "tag")]
@@ -59,11 +60,41 @@ pub struct ImageBuildCommand {
     /// Image config label KEY=VALUE (repeatable).
     #[arg(long = "label", value_parser = parse_kv)]
     labels: Vec<(String, String)>,
+    /// FILE is a Linux executable, not Wasm: a linux/amd64 image holding it
+    /// as /<file name> (the Entrypoint) and the shared libraries `ldd` lists
+    /// for it, one gzipped layer (as the pause, operator and node installer
+    /// images of scripts/k8s-local and scripts/k8s-images are built).
+    #[arg(long)]
+    native: bool,
+    /// With --native: add a host file as DST in the image, SRC:DST (repeatable;
+    /// its mode is kept).
+    #[arg(long = "add", value_parser = parse_src_dst, requires = "native")]
+    add: Vec<(PathBuf, String)>,
+    /// With --native: a symbolic link PATH=TARGET in the image (repeatable).
+    #[arg(long = "link", value_parser = parse_kv, requires = "native")]
+    links: Vec<(String, String)>,
+    /// With --native: the image config's User (e.g. 65532 for a non-root process).
+    #[arg(long, requires = "native")]
+    user: Option<String>,
+}
+
+fn parse_src_dst(s: &str) -> Result<(PathBuf, String), String> {
+    match s.split_once(':') {
+        Some((src, dst)) if !src.is_empty() && dst.starts_with('/') && dst.len() > 1 => {
+            Ok((PathBuf::from(src), dst.to_string()))
+        }
+        _ => Err(format!(
+            "expected SRC:DST with an absolute DST inside the image, got {s:?}"
+        )),
+    }
 }
 
 impl ImageBuildCommand {
     /// Run.
     pub fn execute(self) -> Result<i32> {
+        if self.native {
+            return self.native();
+        }
         let wasm = std::fs::read(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
         let img = layout::build_image(&layout::ImageSpec {
@@ -83,6 +114,68 @@ impl ImageBuildCommand {
             img.manifest_digest,
             img.os,
             img.entrypoint
+        );
+        Ok(0)
+    }
+}
+
+impl ImageBuildCommand {
+    /// `--native`: a Linux executable and its libraries.
+    fn native(self) -> Result<i32> {
+        use std::os::unix::fs::PermissionsExt;
+        if !self.annotations.is_empty() {
+            bail!("--annotation is for Wasm images; a native image takes --label");
+        }
+        let head = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
+        if !head.starts_with(b"\x7fELF") {
+            bail!(
+                "{} is not a Linux executable (ELF); without --native, FILE is a .wasm",
+                self.file.display()
+            );
+        }
+        let mut extra = vec![];
+        for (src, dst) in &self.add {
+            let meta =
+                std::fs::metadata(src).with_context(|| format!("--add {}", src.display()))?;
+            if !meta.is_file() {
+                bail!("--add {}: not a regular file", src.display());
+            }
+            let data = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+            extra.push(layout::LayerEntry::File(
+                dst.clone(),
+                data,
+                meta.permissions().mode() & 0o7777,
+            ));
+        }
+        for (path, target) in &self.links {
+            extra.push(layout::LayerEntry::Symlink(path.clone(), target.clone()));
+        }
+        let mut config = serde_json::Map::new();
+        if !self.env.is_empty() {
+            let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            config.insert("Env".into(), env.into());
+        }
+        if !self.labels.is_empty() {
+            let labels: serde_json::Map<String, serde_json::Value> = self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            config.insert("Labels".into(), labels.into());
+        }
+        if let Some(u) = &self.user {
+            config.insert("User".into(), u.clone().into());
+        }
+        let img = wisp_bench::images::native_layout(&self.name, &self.file, extra, config)?;
+        wisp_oci::atomic_write(&self.output, &img.tar)?;
+        println!(
+            "wrote {} ({}): {} {} (linux/amd64, entrypoint /{})",
+            self.output.display(),
+            format_size(img.tar.len() as u64),
+            img.name,
+            img.manifest_digest,
+            self.file.file_name().unwrap_or_default().to_string_lossy()
         );
         Ok(0)
     }

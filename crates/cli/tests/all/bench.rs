@@ -686,3 +686,83 @@ fn bench_quick_workflow_runs_every_placement() {
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(md.contains("Against the paper's finding"), "{md}");
 }
+
+/// `--scenario k8s --quick`: a single-node cluster of its own, one replica
+/// each way (WasmApp through the operator, Deployment through the shim,
+/// Deployment with runc), every time measured and consistent.
+#[test]
+fn bench_quick_k8s_runs_three_ways_on_a_node() {
+    if !containerd_can_run() {
+        return;
+    }
+    let static_busybox = std::path::Path::new("/bin/busybox").is_file()
+        && !Command::new("ldd")
+            .arg("/bin/busybox")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !static_busybox {
+        assert!(
+            std::env::var_os("WISP_TEST_STRICT").is_none(),
+            "wisp bench --scenario k8s needs a static /bin/busybox (apt-get install busybox-static)"
+        );
+        eprintln!("\n!!!!!!!! SKIPPED: wisp bench --scenario k8s needs busybox-static\n");
+        return;
+    }
+    let _one = BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let shim = shim_bin();
+    let operator = std::path::Path::new(wisp_bin()).with_file_name("wisp-operator");
+    assert!(
+        operator.is_file(),
+        "{} missing: cargo build -p wisp-operator",
+        operator.display()
+    );
+    let (_, j, out) = quick_bench(&[
+        "--scenario",
+        "k8s",
+        "--shim-bin",
+        shim.to_str().unwrap(),
+        "--operator-bin",
+        operator.to_str().unwrap(),
+    ]);
+    let c = &j["scenarios"]["k8s"];
+    assert_eq!(c["ok"], true, "k8s: {}", c["error"]);
+    let d = &c["data"];
+    assert_eq!(d["available"], true, "{d}");
+    assert_eq!(d["replicas"], serde_json::json!([1]));
+    for arm in ["wasmapp", "deployment_wisp", "deployment_runc"] {
+        let a = &d["arms"][arm]["1"];
+        for k in [
+            "all_running_ms",
+            "all_ready_ms",
+            "first_response_ms",
+            "pod_ready_ms",
+        ] {
+            let v = a[k].as_array().unwrap_or_else(|| panic!("{arm} {k}: {a}"));
+            assert_eq!(v.len(), 1, "{arm} {k}: {a}");
+            positive(&v[0], k);
+        }
+        let (run, ready) = (
+            a["all_running_ms"][0].as_f64().unwrap(),
+            a["all_ready_ms"][0].as_f64().unwrap(),
+        );
+        assert!(
+            run <= ready,
+            "{arm}: running {run} ms after Ready {ready} ms"
+        );
+        // From the status timestamps (whole seconds): one pod, Ready within the run.
+        let s = a["pod_startup_status_s"].as_array().unwrap();
+        assert_eq!(s.len(), 1, "{arm}: {a}");
+        let s = s[0].as_f64().unwrap();
+        assert!(
+            (0.0..=ready / 1e3 + 2.0).contains(&s),
+            "{arm}: status says {s} s, watch {ready} ms"
+        );
+    }
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for h in ["(`k8s`)", "Deployment, runc", "WasmApp / Deployment (Wisp)"] {
+        assert!(md.contains(h), "report.md lacks {h:?}:\n{md}");
+    }
+    for p in ["k8s_ready.svg", "k8s_first_response.svg"] {
+        assert!(out.path().join(p).is_file(), "{p} not written");
+    }
+}

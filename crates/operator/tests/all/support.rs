@@ -20,15 +20,119 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/k8s-loc
 pub struct Cluster {
     admin: PathBuf,
     operator: PathBuf,
+    /// The environment scripts/k8s-local runs with (its state directory, ports).
+    #[allow(dead_code)] // used by tests/node
+    env: &'static [(&'static str, &'static str)],
 }
 
 static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+#[allow(dead_code)] // used by tests/node
+static NODE_CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+
+#[allow(dead_code)] // used by tests/node
+/// The single-node cluster's own state directory and ports: it never shares
+/// etcd with the control-plane tests, which may run at the same time.
+pub const NODE_ENV: &[(&str, &str)] = &[
+    ("WISP_K8S_DIR", "/tmp/wisp-k8s-node-test"),
+    ("WISP_K8S_PORT", "16543"),
+    ("WISP_K8S_ETCD_PORT", "23890"),
+];
+
+fn script(env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(SCRIPT);
+    c.envs(env.iter().copied());
+    c
+}
 
 extern "C" fn stop_cluster() {
-    let _ = Command::new(SCRIPT)
-        .arg("stop")
-        .stdout(Stdio::null())
-        .status();
+    let _ = script(&[]).arg("stop").stdout(Stdio::null()).status();
+}
+
+#[allow(dead_code)] // used by tests/node
+extern "C" fn clean_node_cluster() {
+    let _ = script(NODE_ENV).arg("clean").stdout(Stdio::null()).status();
+}
+
+/// Fail (WISP_TEST_STRICT=1, WISP_K8S_REQUIRED=1) or skip loudly.
+fn unavailable(msg: String) {
+    // scripts/test sets WISP_TEST_STRICT=1 (shared with the other suites).
+    for var in ["WISP_TEST_STRICT", "WISP_K8S_REQUIRED"] {
+        if std::env::var(var).is_ok_and(|v| v == "1") {
+            panic!("{msg} ({var}=1)");
+        }
+    }
+    // Straight to stderr: the test harness captures eprintln! of passing tests.
+    let bar = "!".repeat(100);
+    let _ = writeln!(std::io::stderr(), "\n{bar}\n!!! SKIPPED: {msg}\n{bar}\n");
+}
+
+#[allow(dead_code)] // used by tests/node
+/// A binary of this workspace, next to the test binary (`cargo test
+/// --workspace` builds them all; with `-p wisp-operator`, build them first).
+pub fn workspace_bin(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?; // target/<profile>/deps/x → target/<profile>
+    let p = dir.join(name);
+    p.is_file().then_some(p)
+}
+
+#[allow(dead_code)] // used by tests/node
+/// The single-node cluster (`scripts/k8s-local start --node`: scheduler,
+/// kubelet, kube-proxy, a private containerd with the Wisp shim as runtime
+/// `wisp`), started on first use and removed (`clean`) when the test binary
+/// exits. `None` (after a loud message) when it can't run here: not root, or
+/// the Kubernetes binaries can't be built; WISP_TEST_STRICT=1 fails instead.
+pub fn node_cluster() -> Option<&'static Cluster> {
+    NODE_CLUSTER
+        .get_or_init(|| {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                unavailable("the single-node cluster needs root: its end-to-end tests were NOT RUN".into());
+                return None;
+            }
+            let (Some(shim), Some(wisp)) = (
+                workspace_bin("containerd-shim-wisp-v1"),
+                workspace_bin("wisp"),
+            ) else {
+                panic!(
+                    "containerd-shim-wisp-v1 and wisp must be built next to this test \
+                     (cargo build -p wisp-shim -p wisp-cli)"
+                );
+            };
+            let build = script(NODE_ENV).arg("build").status();
+            if !build.as_ref().is_ok_and(|s| s.success()) {
+                unavailable(format!(
+                    "scripts/k8s-local build failed ({build:?}): the end-to-end tests on a node were NOT RUN"
+                ));
+                return None;
+            }
+            let t0 = Instant::now();
+            let out = script(NODE_ENV)
+                .args(["start", "--node"])
+                .env("WISP_SHIM", &shim)
+                .env("WISP_BIN", &wisp)
+                .output()
+                .expect("run scripts/k8s-local start --node");
+            unsafe { libc::atexit(clean_node_cluster) };
+            assert!(
+                out.status.success(),
+                "scripts/k8s-local start --node failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "single-node cluster up in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
+            let admin = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+            let operator = admin.with_file_name("operator.kubeconfig");
+            Some(Cluster {
+                admin,
+                operator,
+                env: NODE_ENV,
+            })
+        })
+        .as_ref()
 }
 
 /// The cluster, started on first use. `None` (after a loud message) only when
@@ -39,19 +143,10 @@ pub fn cluster() -> Option<&'static Cluster> {
         .get_or_init(|| {
             let build = Command::new(SCRIPT).arg("build").status();
             if !build.as_ref().is_ok_and(|s| s.success()) {
-                let msg = format!(
+                unavailable(format!(
                     "scripts/k8s-local build failed ({build:?}): the operator's integration tests \
                      against a real API server were NOT RUN"
-                );
-                // scripts/test sets WISP_TEST_STRICT=1 (shared with the other suites).
-                for var in ["WISP_TEST_STRICT", "WISP_K8S_REQUIRED"] {
-                    if std::env::var(var).is_ok_and(|v| v == "1") {
-                        panic!("{msg} ({var}=1)");
-                    }
-                }
-                // Straight to stderr: the test harness captures eprintln! of passing tests.
-                let bar = "!".repeat(100);
-                let _ = writeln!(std::io::stderr(), "\n{bar}\n!!! SKIPPED: {msg}\n{bar}\n");
+                ));
                 return None;
             }
             let was_running = Command::new(SCRIPT)
@@ -74,7 +169,11 @@ pub fn cluster() -> Option<&'static Cluster> {
             }
             let admin = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
             let operator = admin.with_file_name("operator.kubeconfig");
-            Some(Cluster { admin, operator })
+            Some(Cluster {
+                admin,
+                operator,
+                env: &[],
+            })
         })
         .as_ref()
         .or_else(|| {
@@ -96,6 +195,20 @@ async fn client_from(path: &Path) -> Client {
 }
 
 impl Cluster {
+    #[allow(dead_code)] // used by tests/node
+    /// `scripts/k8s-local ARGS` for this cluster.
+    pub fn script(&self, args: &[&str]) -> Command {
+        let mut c = script(self.env);
+        c.args(args);
+        c
+    }
+
+    #[allow(dead_code)] // used by tests/node
+    /// The admin kubeconfig.
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.admin
+    }
+
     /// A client in group system:masters.
     pub async fn admin(&self) -> Client {
         client_from(&self.admin).await
