@@ -73,7 +73,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// All, in report order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Serial,
         Scenario::Cold,
         Scenario::Concurrent,
