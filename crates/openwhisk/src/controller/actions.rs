@@ -10,7 +10,7 @@
 //! module: it is a stored document in the namespace's action collection.
 
 use super::entities::{self, OwLimits, kv_set};
-use super::{Controller, OwError, Subject, json_object, ok_json};
+use super::{Controller, NsName, NsOnly, OwError, PutQuery, Subject, json_object, ok_json};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -187,23 +187,6 @@ fn action_json(ns: &str, name: &str, a: &Action, code: Option<String>) -> Value 
         "limits": ow.limits.json(),
         "updated": updated,
     })
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NsName {
-    ns: String,
-    name: String,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NsOnly {
-    ns: String,
-}
-
-#[derive(Deserialize, Default)]
-pub(crate) struct PutQuery {
-    #[serde(default)]
-    overwrite: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

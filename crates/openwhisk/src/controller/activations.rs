@@ -5,7 +5,7 @@
 //! with what Wisp knows of it.
 
 use super::actions::{ListQuery, page};
-use super::{Controller, OwError, Subject, ok_json};
+use super::{Controller, NsOnly, OwError, Subject, ok_json};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -125,11 +125,6 @@ pub(crate) fn activation_json(a: &Activation, full: bool) -> Value {
 pub(crate) struct NsId {
     ns: String,
     id: String,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NsOnly {
-    ns: String,
 }
 
 #[derive(Deserialize, Default)]

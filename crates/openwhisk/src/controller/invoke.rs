@@ -12,7 +12,7 @@
 use super::actions::{Action, Ow, flag};
 use super::activations::{activation_json, response_of};
 use super::entities::kv_map;
-use super::{Controller, OwError, Subject, json_object, ok_json};
+use super::{Controller, NsName, OwError, Subject, json_object, ok_json};
 use crate::action::{self, Outcome};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -175,12 +175,6 @@ pub(crate) struct InvokeQuery {
     result: Option<String>,
     #[serde(default)]
     timeout: Option<u64>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NsName {
-    ns: String,
-    name: String,
 }
 
 /// The answer to a blocking invoke that finished: 200 for success, 502

@@ -231,6 +231,26 @@ impl IntoResponse for OwError {
     }
 }
 
+/// Path `/namespaces/{ns}/{collection}/{name}`.
+#[derive(serde::Deserialize)]
+pub(crate) struct NsName {
+    pub(crate) ns: String,
+    pub(crate) name: String,
+}
+
+/// Path `/namespaces/{ns}/{collection}`.
+#[derive(serde::Deserialize)]
+pub(crate) struct NsOnly {
+    pub(crate) ns: String,
+}
+
+/// `?overwrite=true` of a PUT.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct PutQuery {
+    #[serde(default)]
+    pub(crate) overwrite: Option<String>,
+}
+
 /// A JSON answer.
 pub(crate) fn ok_json(status: StatusCode, v: Value) -> Response {
     (status, axum::Json(v)).into_response()

@@ -9,33 +9,15 @@
 use super::actions::{ListQuery, flag, ns_exists, page, store_error};
 use super::entities::{self, fqn, key_values, kv_map};
 use super::invoke::{Run, accepted};
-use super::{Controller, OwError, Subject, json_object, ok_json};
+use super::{Controller, NsName, NsOnly, OwError, PutQuery, Subject, json_object, ok_json};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use wisp_core::{Activation, ActivationStatus};
 use wisp_store::{Entity, Put};
-
-#[derive(Deserialize)]
-pub(crate) struct NsName {
-    ns: String,
-    name: String,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NsOnly {
-    ns: String,
-}
-
-#[derive(Deserialize, Default)]
-pub(crate) struct PutQuery {
-    #[serde(default)]
-    overwrite: Option<String>,
-}
 
 fn internal(e: impl std::fmt::Display) -> OwError {
     OwError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -301,6 +283,69 @@ pub(crate) async fn get_trigger(
     Ok(ok_json(StatusCode::OK, trigger_json(&ctl, &ns, &t).await?))
 }
 
+/// What a `PUT` of a trigger or a rule starts from: the caller's namespace,
+/// the body, the entity it replaces (409 unless `overwrite=true`), the
+/// fields every entity has merged over the old ones, and the store mode.
+struct Upsert {
+    ns: String,
+    body: Map<String, Value>,
+    old: Option<Entity>,
+    doc: Map<String, Value>,
+    mode: Put,
+}
+
+impl Upsert {
+    async fn begin(
+        ctl: &Controller,
+        who: &Subject,
+        p: &NsName,
+        q: &PutQuery,
+        body: &axum::body::Bytes,
+        coll: &'static str,
+    ) -> Result<Upsert, OwError> {
+        let ns = who.scope(&p.ns)?;
+        ns_exists(ctl, &ns)?;
+        entities::check_name(&p.name)?;
+        let body = json_object(body)?;
+        let old = ctl.entity(&ns, coll, &p.name).await?;
+        let overwrite = flag(&q.overwrite);
+        if old.is_some() && !overwrite {
+            return Err(OwError::conflict());
+        }
+        let doc = common(&body, old.as_ref().map(|o| &o.doc))?;
+        let mode = if overwrite {
+            Put::Overwrite
+        } else {
+            Put::Create
+        };
+        Ok(Upsert {
+            ns,
+            body,
+            old,
+            doc,
+            mode,
+        })
+    }
+}
+
+impl Controller {
+    /// Store `doc` as `coll/name` and read back what was stored.
+    async fn save(
+        &self,
+        ns: &str,
+        coll: &'static str,
+        name: &str,
+        doc: Map<String, Value>,
+        mode: Put,
+    ) -> Result<Entity, OwError> {
+        self.put_entity(ns, coll, name, Value::Object(doc), mode)
+            .await?;
+        self.entity(ns, coll, name)
+            .await?
+            .ok_or_else(OwError::not_found)
+    }
+}
+
 /// `PUT /namespaces/{ns}/triggers/{name}[?overwrite=true]`.
 pub(crate) async fn put_trigger(
     State(ctl): State<Arc<Controller>>,
@@ -309,16 +354,13 @@ pub(crate) async fn put_trigger(
     Query(q): Query<PutQuery>,
     super::Body(body): super::Body,
 ) -> Result<Response, OwError> {
-    let ns = who.scope(&p.ns)?;
-    ns_exists(&ctl, &ns)?;
-    entities::check_name(&p.name)?;
-    let body = json_object(&body)?;
-    let old = ctl.entity(&ns, "triggers", &p.name).await?;
-    let overwrite = flag(&q.overwrite);
-    if old.is_some() && !overwrite {
-        return Err(OwError::conflict());
-    }
-    let mut doc = common(&body, old.as_ref().map(|o| &o.doc))?;
+    let Upsert {
+        ns,
+        body,
+        old,
+        mut doc,
+        mode,
+    } = Upsert::begin(&ctl, &who, &p, &q, &body, "triggers").await?;
     let parameters = match body.get("parameters") {
         Some(v) => key_values(Some(v), "parameters")?,
         None => old
@@ -327,17 +369,7 @@ pub(crate) async fn put_trigger(
             .unwrap_or_default(),
     };
     doc.insert("parameters".into(), parameters.into());
-    let mode = if overwrite {
-        Put::Overwrite
-    } else {
-        Put::Create
-    };
-    ctl.put_entity(&ns, "triggers", &p.name, Value::Object(doc), mode)
-        .await?;
-    let t = ctl
-        .entity(&ns, "triggers", &p.name)
-        .await?
-        .ok_or_else(OwError::not_found)?;
+    let t = ctl.save(&ns, "triggers", &p.name, doc, mode).await?;
     Ok(ok_json(StatusCode::OK, trigger_json(&ctl, &ns, &t).await?))
 }
 
@@ -420,16 +452,13 @@ pub(crate) async fn put_rule(
     Query(q): Query<PutQuery>,
     super::Body(body): super::Body,
 ) -> Result<Response, OwError> {
-    let ns = who.scope(&p.ns)?;
-    ns_exists(&ctl, &ns)?;
-    entities::check_name(&p.name)?;
-    let body = json_object(&body)?;
-    let old = ctl.entity(&ns, "rules", &p.name).await?;
-    let overwrite = flag(&q.overwrite);
-    if old.is_some() && !overwrite {
-        return Err(OwError::conflict());
-    }
-    let mut doc = common(&body, old.as_ref().map(|o| &o.doc))?;
+    let Upsert {
+        ns,
+        body,
+        old,
+        mut doc,
+        mode,
+    } = Upsert::begin(&ctl, &who, &p, &q, &body, "rules").await?;
     for (k, coll) in [("trigger", "triggers"), ("action", "actions")] {
         let given = match (body.get(k), &old) {
             (Some(Value::String(s)), _) => s.clone(),
@@ -454,17 +483,7 @@ pub(crate) async fn put_rule(
         .and_then(|o| o.doc["status"].as_str().map(str::to_string))
         .unwrap_or_else(|| "active".into());
     doc.insert("status".into(), status.into());
-    let mode = if overwrite {
-        Put::Overwrite
-    } else {
-        Put::Create
-    };
-    ctl.put_entity(&ns, "rules", &p.name, Value::Object(doc), mode)
-        .await?;
-    let r = ctl
-        .entity(&ns, "rules", &p.name)
-        .await?
-        .ok_or_else(OwError::not_found)?;
+    let r = ctl.save(&ns, "rules", &p.name, doc, mode).await?;
     Ok(ok_json(StatusCode::OK, rule_json(&ns, &r)))
 }
 
