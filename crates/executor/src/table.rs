@@ -397,22 +397,16 @@ impl Executor {
 
     /// Remove a function; in-flight requests finish on the old handle.
     pub async fn remove(self: &Arc<Self>, namespace: &str, name: &str) -> Result<bool, Error> {
-        let exec = self.clone();
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        // Its own task, like deploy: the store and the table change together.
-        tokio::spawn(async move {
-            let _guard = exec.deploy_lock.lock().await;
-            let store = exec.store.clone();
-            let (ns, n) = (namespace.clone(), name.clone());
-            let existed = tokio::task::spawn_blocking(move || store.delete_function(&ns, &n))
-                .await
-                .map_err(join_err)?
-                .map_err(store_err)?;
-            exec.uninstall(&namespace, &name);
-            Ok(existed)
-        })
+        let (ns, n) = (namespace.to_string(), name.to_string());
+        let (namespace, name) = (ns.clone(), n.clone());
+        self.store_change(
+            move |store| store.delete_function(&ns, &n),
+            move |exec, existed| {
+                exec.uninstall(&namespace, &name);
+                existed
+            },
+        )
         .await
-        .map_err(join_err)?
     }
 
     /// Run a store change that may delete functions (an OpenWhisk sequence
@@ -424,38 +418,33 @@ impl Executor {
         namespace: &str,
         change: impl FnOnce(&wisp_store::Store) -> Result<T, wisp_store::Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let exec = self.clone();
+        let ns = namespace.to_string();
         let namespace = namespace.to_string();
-        tokio::spawn(async move {
-            let _guard = exec.deploy_lock.lock().await;
-            let store = exec.store.clone();
-            let ns = namespace.clone();
-            let (out, kept) = tokio::task::spawn_blocking(move || {
-                let out = change(&store)?;
+        self.store_change(
+            move |store| {
+                let out = change(store)?;
                 let kept: std::collections::HashSet<String> = store
                     .list_functions(Some(&ns))?
                     .into_iter()
                     .map(|f| f.name)
                     .collect();
-                Ok::<_, wisp_store::Error>((out, kept))
-            })
-            .await
-            .map_err(join_err)?
-            .map_err(store_err)?;
-            let served: Vec<String> = exec
-                .table
-                .read()
-                .unwrap()
-                .get(&namespace)
-                .map(|fns| fns.keys().cloned().collect())
-                .unwrap_or_default();
-            for name in served.iter().filter(|n| !kept.contains(*n)) {
-                exec.uninstall(&namespace, name);
-            }
-            Ok(out)
-        })
+                Ok((out, kept))
+            },
+            move |exec, (out, kept)| {
+                let served: Vec<String> = exec
+                    .table
+                    .read()
+                    .unwrap()
+                    .get(&namespace)
+                    .map(|fns| fns.keys().cloned().collect())
+                    .unwrap_or_default();
+                for name in served.iter().filter(|n| !kept.contains(*n)) {
+                    exec.uninstall(&namespace, name);
+                }
+                out
+            },
+        )
         .await
-        .map_err(join_err)?
     }
 
     /// Make an earlier version active.
@@ -465,17 +454,40 @@ impl Executor {
         name: &str,
         to: Option<u32>,
     ) -> Result<FunctionVersion, Error> {
-        let exec = self.clone();
         let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.store_change(
+            move |store| store.rollback(&namespace, &name, to),
+            |exec, v: FunctionVersion| {
+                exec.install(v.clone(), None);
+                v
+            },
+        )
+        .await
+    }
+
+    /// The shape every change to what is deployed shares: `change` the
+    /// store (on a blocking thread), then `apply` its result to the served
+    /// tables, both under the deploy lock and in a task of their own, so a
+    /// client that goes away between the two can't leave the store and the
+    /// tables apart.
+    pub(crate) async fn store_change<T, U>(
+        self: &Arc<Self>,
+        change: impl FnOnce(&wisp_store::Store) -> Result<T, wisp_store::Error> + Send + 'static,
+        apply: impl FnOnce(&Executor, T) -> U + Send + 'static,
+    ) -> Result<U, Error>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+    {
+        let exec = self.clone();
         tokio::spawn(async move {
             let _guard = exec.deploy_lock.lock().await;
             let store = exec.store.clone();
-            let v = tokio::task::spawn_blocking(move || store.rollback(&namespace, &name, to))
+            let t = tokio::task::spawn_blocking(move || change(&store))
                 .await
                 .map_err(join_err)?
                 .map_err(store_err)?;
-            exec.install(v.clone(), None);
-            Ok(v)
+            Ok(apply(&exec, t))
         })
         .await
         .map_err(join_err)?

@@ -1,6 +1,6 @@
 //! Commands that talk to a running server: deploy, invoke, ls, rm, logs, rollback.
 
-use super::{ClientOpts, parse_kv};
+use super::{ClientOpts, parse_kv, read_data};
 use crate::client::{Client, encode, multipart};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -203,18 +203,7 @@ pub struct InvokeCommand {
 impl InvokeCommand {
     /// Run; exit code 0 for 2xx/3xx, 1 otherwise.
     pub async fn execute(self) -> Result<i32> {
-        let body: Vec<u8> = match self.data.as_deref() {
-            None => Vec::new(),
-            Some("@-") => {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-                b
-            }
-            Some(d) if d.starts_with('@') => {
-                std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?
-            }
-            Some(d) => d.as_bytes().to_vec(),
-        };
+        let body = read_data(self.data.as_deref())?;
         let method = match &self.method {
             Some(m) => {
                 Method::from_bytes(m.to_ascii_uppercase().as_bytes()).context("invalid method")?

@@ -1,7 +1,7 @@
 //! Commands that run locally without a server: `run` and `compile`.
 
 use super::client_cmds::CapabilityOpts;
-use super::parse_kv;
+use super::{parse_kv, read_data};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
@@ -62,18 +62,7 @@ impl RunCommand {
         let wasm = std::fs::read(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
         let config = self.caps.config()?;
-        let body: Vec<u8> = match self.data.as_deref() {
-            None => Vec::new(),
-            Some("@-") => {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-                b
-            }
-            Some(d) if d.starts_with('@') => {
-                std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?
-            }
-            Some(d) => d.as_bytes().to_vec(),
-        };
+        let body = read_data(self.data.as_deref())?;
         let runtime = Runtime::new(EngineOptions {
             pooling: false,
             ..Default::default()

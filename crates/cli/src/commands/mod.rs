@@ -138,6 +138,24 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyho
 }
 
 /// `K=V` pairs.
+/// A `-d`/`--data` argument's bytes: none (empty), `@-` (stdin), `@FILE`
+/// (the file), or the literal text, as curl reads it.
+pub(crate) fn read_data(data: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    Ok(match data {
+        None => Vec::new(),
+        Some("@-") => {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading stdin")?;
+            b
+        }
+        Some(d) if d.starts_with('@') => {
+            std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?
+        }
+        Some(d) => d.as_bytes().to_vec(),
+    })
+}
+
 pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),

@@ -1,6 +1,6 @@
 //! `wisp workflow deploy|run|ls|show|rm|logs`: workflows on a server.
 
-use super::ClientOpts;
+use super::{ClientOpts, read_data};
 use crate::client::{Client, encode};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -190,18 +190,7 @@ async fn deploy(a: DeployArgs) -> Result<i32> {
 }
 
 async fn run(a: RunArgs) -> Result<i32> {
-    let body: Vec<u8> = match a.data.as_deref() {
-        None => Vec::new(),
-        Some("@-") => {
-            let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-            b
-        }
-        Some(d) if d.starts_with('@') => {
-            std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..]))?
-        }
-        Some(d) => d.as_bytes().to_vec(),
-    };
+    let body = read_data(a.data.as_deref())?;
     let mut path = wf_path(&a.client, &a.name);
     if let Some(s) = &a.after {
         path.push_str(&format!("?after={}", encode(s)));
