@@ -89,6 +89,8 @@ impl Executor {
                 call.env,
                 call.stdin,
                 &h.version.config.limits,
+                crate::invoke::Place::Spawned,
+                None,
             )
             .await;
         let run = t_run.elapsed();

@@ -111,6 +111,78 @@ pub struct Response {
     pub(crate) instance: Option<tokio::task::AbortHandle>,
 }
 
+/// Where a command module's guest runs when there is a guest runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In a task of its own on the guest lanes: the caller is on an I/O
+    /// thread (a request).
+    Spawned,
+    /// In the caller's task, which already runs on the fast lane (a
+    /// workflow's engine): no spawn, and no wake-up of a waiting task when
+    /// the guest ends. The lanes' rules still hold (see
+    /// [`wisp_runtime::GuestLanes::run_here_for`]).
+    Here,
+}
+
+/// A command module's instance being made ahead of its request, beside
+/// the caller (a workflow step whose input is still being produced; see
+/// [`Making::start`]). The request takes it if making it has begun,
+/// waiting for the rest of the instantiation; if it hasn't begun (the
+/// lanes are busy) the request instantiates as usual and the task gives up
+/// when it begins. Dropped, it stops the task and frees the instance.
+pub(crate) struct Making {
+    state: Arc<std::sync::atomic::AtomicU8>,
+    task: tokio::task::JoinHandle<Option<Result<wisp_runtime::Ahead, RunError>>>,
+}
+
+impl Making {
+    const WAITING: u8 = 0;
+    const BEGUN: u8 = 1;
+    const GIVEN_UP: u8 = 2;
+
+    /// Start making an instance of `loaded` under `limits` beside the
+    /// caller, on `lanes`.
+    pub(crate) fn start(
+        lanes: &wisp_runtime::GuestLanes,
+        runtime: Arc<wisp_runtime::Runtime>,
+        loaded: Loaded,
+        limits: Limits,
+    ) -> Making {
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(Self::WAITING));
+        let s = state.clone();
+        let task = lanes.spawn_beside(async move {
+            s.compare_exchange(Self::WAITING, Self::BEGUN, Relaxed, Relaxed)
+                .ok()?;
+            Some(runtime.instantiate_ahead(&loaded, &limits).await)
+        });
+        Making { state, task }
+    }
+
+    /// The instance, if making it had begun and it worked; `None`: make
+    /// one now.
+    async fn take(mut self) -> Option<wisp_runtime::Ahead> {
+        if self
+            .state
+            .compare_exchange(Self::WAITING, Self::GIVEN_UP, Relaxed, Relaxed)
+            .is_ok()
+        {
+            return None;
+        }
+        // Begun: what is left is at most one instantiation. A failure
+        // (e.g. no free slot) is met again, and reported, on the usual path.
+        match (&mut self.task).await {
+            Ok(Some(Ok(a))) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Making {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Ties an activation to a workflow run: (run id, step name, why unfinished
 /// steps stopped).
 pub(crate) type Link<'a> = (&'a str, &'a str, CancelReason);
@@ -129,17 +201,21 @@ impl Executor {
     /// is an [`Error`] with a kind. Cancel-safe: dropping the future stops
     /// the guest, releases every slot and records a cancelled activation.
     pub async fn invoke(&self, h: &Arc<FunctionHandle>, req: Request) -> Result<Response, Error> {
-        self.invoke_as(h, req, &h.version.config.limits, None).await
+        self.invoke_as(h, req, &h.version.config.limits, None, Place::Spawned, None)
+            .await
     }
 
     /// [`Executor::invoke`] under `limits` (a workflow step's, never above
-    /// the function's own), its record tied to a workflow run by `link`.
+    /// the function's own), its record tied to a workflow run by `link`, a
+    /// command module's guest run at `place`.
     pub(crate) async fn invoke_as(
         &self,
         h: &Arc<FunctionHandle>,
         req: Request,
         limits: &Limits,
         link: Option<Link<'_>>,
+        place: Place,
+        ahead: Option<Making>,
     ) -> Result<Response, Error> {
         let mut draft = Draft::start(
             &h.version.namespace,
@@ -156,7 +232,10 @@ impl Executor {
             Err(e) => return Err(draft.fail(e)),
         };
         match ready.loaded {
-            Loaded::Command(_) => self.run_command(h, req, limits, ready, draft).await,
+            Loaded::Command(_) => {
+                self.run_command(h, req, limits, ready, draft, place, ahead)
+                    .await
+            }
             Loaded::Http(_) => self.run_http(h, req, limits, ready, draft).await,
         }
     }
@@ -192,6 +271,8 @@ impl Executor {
         limits: &Limits,
         mut ready: Ready<'_>,
         mut draft: Draft,
+        place: Place,
+        ahead: Option<Making>,
     ) -> Result<Response, Error> {
         let body = match req.body {
             RequestBody::Full(b) => b,
@@ -217,7 +298,9 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = self.run_guest(h, ready.loaded, env, body, limits).await;
+        let result = self
+            .run_guest(h, ready.loaded, env, body, limits, place, ahead)
+            .await;
         let run = t_run.elapsed();
         drop(ready.admitted);
         match result {
@@ -369,9 +452,11 @@ impl Executor {
 }
 
 impl Executor {
-    /// Run a command module's fresh instance with this environment and
-    /// stdin, on the guest runtime when there is one (aborted with the
-    /// caller's future, so a client that leaves stops its guest).
+    /// Run a command module's fresh instance (the one made `ahead`, if
+    /// there is one) with this environment and stdin, on the guest runtime
+    /// when there is one, at `place` (aborted with the caller's future, so a
+    /// client that leaves stops its guest).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run_guest(
         &self,
         h: &Arc<FunctionHandle>,
@@ -379,48 +464,58 @@ impl Executor {
         env: Vec<(String, String)>,
         stdin: Bytes,
         limits: &Limits,
+        place: Place,
+        ahead: Option<Making>,
     ) -> Result<wisp_runtime::Output, RunError> {
-        match &self.opts.guest_runtime {
-            None => {
-                self.runtime
-                    .invoke(
-                        loaded,
-                        Invocation {
-                            args: &h.args,
-                            env: &env,
-                            stdin,
-                            dirs: &h.version.config.dirs,
-                            limits,
-                        },
-                    )
-                    .await
+        let Some(rt) = &self.opts.guest_runtime else {
+            let inv = Invocation {
+                args: &h.args,
+                env: &env,
+                stdin,
+                dirs: &h.version.config.dirs,
+                limits,
+            };
+            return self.runtime.invoke(loaded, inv).await;
+        };
+        // Owned: the guest may move to the slow lane's threads.
+        let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
+        let limits = limits.clone();
+        let metrics = ahead.as_ref().map(|_| self.metrics.clone());
+        let run = async move {
+            let ahead = match ahead {
+                Some(m) => m.take().await,
+                None => None,
+            };
+            if let Some(m) = metrics {
+                match ahead {
+                    Some(_) => m.made_ahead_used.fetch_add(1, Relaxed),
+                    None => m.made_ahead_missed.fetch_add(1, Relaxed),
+                };
             }
-            Some(rt) => {
-                let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
-                let limits = limits.clone();
-                let task = rt.spawn_for(Some(&h.metrics.lane), async move {
-                    runtime
-                        .invoke(
-                            &loaded,
-                            Invocation {
-                                args: &h2.args,
-                                env: &env,
-                                stdin,
-                                dirs: &h2.version.config.dirs,
-                                limits: &limits,
-                            },
-                        )
-                        .await
-                });
-                // If the caller goes away, stop the guest too.
-                let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
-                task.await.unwrap_or_else(|e| {
-                    Err(RunError::Internal(format!(
-                        "guest task ended abnormally: {e}"
-                    )))
-                })
+            let inv = Invocation {
+                args: &h2.args,
+                env: &env,
+                stdin,
+                dirs: &h2.version.config.dirs,
+                limits: &limits,
+            };
+            match ahead {
+                Some(a) => runtime.invoke_ahead(a, inv).await,
+                None => runtime.invoke(&loaded, inv).await,
             }
+        };
+        let hint = Some(&h.metrics.lane);
+        if place == Place::Here {
+            return rt.run_here_for(hint, run).await;
         }
+        let task = rt.spawn_for(hint, run);
+        // If the caller goes away, stop the guest too.
+        let _abort = wisp_runtime::AbortOnDrop(task.abort_handle());
+        task.await.unwrap_or_else(|e| {
+            Err(RunError::Internal(format!(
+                "guest task ended abnormally: {e}"
+            )))
+        })
     }
 }
 

@@ -339,7 +339,7 @@ impl Executor {
             }
         }
         let warm = table.iter().filter(|h| h.is_warm()).count();
-        let scalars: [(&str, &str, &str, u64); 10] = [
+        let scalars: [(&str, &str, &str, u64); 12] = [
             (
                 "wisp_functions",
                 "gauge",
@@ -381,6 +381,18 @@ impl Executor {
                 "counter",
                 "Activation records dropped (writer behind).",
                 self.metrics.activations_dropped.load(Relaxed),
+            ),
+            (
+                "wisp_workflow_instances_made_ahead_total",
+                "counter",
+                "Workflow steps that ran in an instance made while their inputs were produced.",
+                self.metrics.made_ahead_used.load(Relaxed),
+            ),
+            (
+                "wisp_workflow_instances_not_ready_total",
+                "counter",
+                "Workflow steps whose instance made ahead was not ready when they started (they made their own).",
+                self.metrics.made_ahead_missed.load(Relaxed),
             ),
             (
                 "wisp_node_instances",

@@ -103,6 +103,12 @@ pub struct Metrics {
     pub activations_dropped: AtomicU64,
     /// Activation records written.
     pub activations_written: AtomicU64,
+    /// Workflow steps that ran in an instance made while their inputs
+    /// were produced.
+    pub made_ahead_used: AtomicU64,
+    /// Workflow steps whose instance was being made ahead but had not
+    /// begun (or failed) when they started: they made their own.
+    pub made_ahead_missed: AtomicU64,
 }
 
 impl Metrics {

@@ -24,7 +24,7 @@ use crate::Executor;
 use crate::activation::{CLIENT_GONE, CancelReason, Msg, new_activation_id, now_ms};
 use crate::admission::Buffered;
 use crate::error::{Error, join_err, store_err};
-use crate::invoke::{Request, RequestBody, ResponseBody};
+use crate::invoke::{Making, Place, Request, RequestBody, ResponseBody};
 use crate::resolve::resolved;
 use crate::table::FunctionHandle;
 use bytes::Bytes;
@@ -34,6 +34,7 @@ use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wisp_core::{ActivationStatus, ErrorKind};
@@ -227,27 +228,22 @@ impl Executor {
         namespace: &str,
         name: &str,
     ) -> Result<bool, Error> {
-        let exec = self.clone();
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        tokio::spawn(async move {
-            let _guard = exec.deploy_lock.lock().await;
-            let store = exec.store.clone();
-            let (ns, n) = (namespace.clone(), name.clone());
-            let existed = tokio::task::spawn_blocking(move || store.delete_workflow(&ns, &n))
-                .await
-                .map_err(join_err)?
-                .map_err(store_err)?;
-            let mut all = exec.workflows.write().unwrap();
-            if let Some(w) = all.get_mut(&namespace) {
-                w.remove(&name);
-                if w.is_empty() {
-                    all.remove(&namespace);
+        let (ns, n) = (namespace.to_string(), name.to_string());
+        let (namespace, name) = (ns.clone(), n.clone());
+        self.store_change(
+            move |store| store.delete_workflow(&ns, &n),
+            move |exec, existed| {
+                let mut all = exec.workflows.write().unwrap();
+                if let Some(w) = all.get_mut(&namespace) {
+                    w.remove(&name);
+                    if w.is_empty() {
+                        all.remove(&namespace);
+                    }
                 }
-            }
-            Ok(existed)
-        })
+                existed
+            },
+        )
         .await
-        .map_err(join_err)?
     }
 
     /// Recent runs of `namespace`'s workflows, newest first, optionally of
@@ -391,9 +387,12 @@ impl Executor {
     }
 
     /// [`Executor::run_workflow`] on the guest runtime's fast lane, when
-    /// there is one: a step's guest is then spawned from, and wakes, a guest
-    /// thread, instead of two cross-thread hand-offs (I/O thread → guest
-    /// thread → I/O thread) per step. Dropping the future aborts the run.
+    /// there is one. A step that starts while no other step runs (every step
+    /// of a chain) then runs its guest in the engine's own task, on the
+    /// engine's thread: no spawn and no cross-thread wake-up between the end
+    /// of one step and the start of the next. Steps that start while another
+    /// runs get tasks of their own, so branches still run in parallel.
+    /// Dropping the future aborts the run.
     pub async fn run_workflow_on_guests(
         self: &Arc<Self>,
         wf: Arc<WorkflowHandle>,
@@ -403,11 +402,24 @@ impl Executor {
         let Some(lanes) = &self.opts.guest_runtime else {
             return self.run_workflow(&wf, &prepared, input).await;
         };
+        let n = prepared.plan.steps.len();
+        let ahead = Arc::new(AheadSet(
+            (0..n).map(|_| Mutex::new(Ahead::Open(None))).collect(),
+        ));
+        let skip = match &input.after {
+            Some(after) => cut_at(&prepared.plan, after).ok().map(|c| c.done),
+            None => None,
+        };
         let exec = self.clone();
-        let task = lanes
-            .fast()
-            .spawn(async move { exec.run_workflow(&wf, &prepared, input).await });
+        let (set, p) = (ahead.clone(), prepared.clone());
+        let task = lanes.fast().spawn(async move {
+            exec.run_workflow_at(&wf, &p, input, Place::Here, Some(&set))
+                .await
+        });
         let _abort = AbortOnDrop(task.abort_handle());
+        // Once the engine is on its way: from this thread, so that waking
+        // the lane that makes them costs the engine nothing.
+        self.make_ahead(lanes, &prepared, skip.as_deref(), &ahead);
         task.await.map_err(join_err)?
     }
 
@@ -418,6 +430,21 @@ impl Executor {
         wf: &WorkflowHandle,
         prepared: &Arc<Prepared>,
         input: WorkflowInput,
+    ) -> Result<WorkflowOutput, Error> {
+        self.run_workflow_at(wf, prepared, input, Place::Spawned, None)
+            .await
+    }
+
+    /// [`Executor::run_workflow`]; `lone` is where a step that starts while
+    /// no other step runs runs its guest ([`Place::Here`] only from a task
+    /// on the fast lane); `ahead`, the instances being made for its steps.
+    async fn run_workflow_at(
+        &self,
+        wf: &WorkflowHandle,
+        prepared: &Arc<Prepared>,
+        input: WorkflowInput,
+        lone: Place,
+        ahead: Option<&AheadSet>,
     ) -> Result<WorkflowOutput, Error> {
         let plan = &prepared.plan;
         let n = plan.steps.len();
@@ -506,13 +533,15 @@ impl Executor {
             slots,
             ctx: &ctx,
             exec: self,
+            lone,
+            ahead,
         };
         let mut running: FuturesUnordered<StepFuture<'_>> = FuturesUnordered::new();
         let first: Vec<usize> = (0..n)
             .filter(|&i| pending[i] == 0 && matches!(state.slots[i], Slot::Waiting))
             .collect();
         for i in first {
-            match state.start(i, &mut run) {
+            match state.start(i, &mut run, running.is_empty()) {
                 Ok(f) => running.push(f),
                 Err(e) => return Err(run.fail_step(plan, prepared, i, e)),
             }
@@ -584,7 +613,7 @@ impl Executor {
             for &j in &readers[i] {
                 pending[j] -= 1;
                 if pending[j] == 0 {
-                    match state.start(j, &mut run) {
+                    match state.start(j, &mut run, running.is_empty()) {
                         Ok(f) => running.push(f),
                         Err(e) => {
                             run.cancel.get_or_init(|| {
@@ -603,6 +632,85 @@ impl Executor {
             unreachable!("the output is read whole")
         };
         Ok(run.succeed(status, headers, out.body))
+    }
+}
+
+/// A run's instances made ahead, by step.
+struct AheadSet(Vec<Mutex<Ahead>>);
+
+enum Ahead {
+    /// The step has not started; an instance may be on its way.
+    Open(Option<Making>),
+    /// The step started (or never will): nothing more is put here.
+    Closed,
+}
+
+impl AheadSet {
+    /// Step `i` starts: its instance being made, if any; later ones are
+    /// not kept.
+    fn take(&self, i: usize) -> Option<Making> {
+        match std::mem::replace(&mut *self.0[i].lock().unwrap(), Ahead::Closed) {
+            Ahead::Open(m) => m,
+            Ahead::Closed => None,
+        }
+    }
+
+    /// Keep `m` for step `i` unless it has started; false (and `m`
+    /// dropped, which stops it) if it has.
+    fn put(&self, i: usize, m: Making) -> bool {
+        match &mut *self.0[i].lock().unwrap() {
+            Ahead::Open(slot) => {
+                *slot = Some(m);
+                true
+            }
+            Ahead::Closed => false,
+        }
+    }
+}
+
+/// At most this many instances are made ahead per run (the steps first
+/// in the definition's order), so a long workflow does not hold an
+/// instance for every step from its start.
+const MAX_AHEAD: usize = 8;
+
+impl Executor {
+    /// Start making the instances of `prepared`'s steps that read other
+    /// steps (the first ones start at once) and are warm command modules,
+    /// beside the engine (see docs/architecture.md, "Instances made
+    /// ahead"); `skip`: steps a hybrid run does not run.
+    fn make_ahead(
+        &self,
+        lanes: &wisp_runtime::GuestLanes,
+        prepared: &Prepared,
+        skip: Option<&[bool]>,
+        set: &AheadSet,
+    ) {
+        let eligible = prepared
+            .plan
+            .steps
+            .iter()
+            .zip(&prepared.handles)
+            .enumerate()
+            .filter(|(i, (s, h))| {
+                !skip.is_some_and(|k| k[*i])
+                    && s.inputs.iter().any(|x| matches!(x, Source::Step(_)))
+                    && h.broken.is_none()
+            })
+            .take(MAX_AHEAD);
+        for (i, (s, h)) in eligible {
+            if let Some(loaded @ wisp_runtime::Loaded::Command(_)) = h.loaded.get() {
+                let m = Making::start(
+                    lanes,
+                    self.runtime.clone(),
+                    loaded.clone(),
+                    s.limits.clone(),
+                );
+                if !set.put(i, m) {
+                    // The step was quicker: it made its own.
+                    self.metrics.made_ahead_missed.fetch_add(1, Relaxed);
+                }
+            }
+        }
     }
 }
 
@@ -703,12 +811,16 @@ struct State<'a> {
     slots: Vec<Slot>,
     ctx: &'a StepCtx,
     exec: &'a Executor,
+    /// Where a step that starts alone runs its guest.
+    lone: Place,
+    /// Instances being made ahead, by step.
+    ahead: Option<&'a AheadSet>,
 }
 
 impl<'a> State<'a> {
     /// Build step `i`'s body from its inputs (which have all ended) and
-    /// start it.
-    fn start(&mut self, i: usize, run: &mut Run<'_>) -> Result<StepFuture<'a>, Error> {
+    /// start it; `alone`: no other step is running.
+    fn start(&mut self, i: usize, run: &mut Run<'_>, alone: bool) -> Result<StepFuture<'a>, Error> {
         let plan = self.plan;
         let step: &'a PlannedStep = &plan.steps[i];
         let mut ready = run.t0;
@@ -796,6 +908,8 @@ impl<'a> State<'a> {
         let h = self.prepared.handles[i].clone();
         let exec = self.exec;
         let ctx = self.ctx;
+        let place = if alone { self.lone } else { Place::Spawned };
+        let ahead = self.ahead.and_then(|a| a.take(i));
         // A streaming reader takes this step's body as it comes.
         let collect = !plan
             .steps
@@ -803,7 +917,17 @@ impl<'a> State<'a> {
             .any(|t| t.stream && t.inputs.first() == Some(&Source::Step(i)));
         Ok(Box::pin(async move {
             let r = exec
-                .call_step(&h, step, body, content_type, ctx, ready, collect)
+                .call_step(
+                    &h,
+                    step,
+                    body,
+                    content_type,
+                    ctx,
+                    ready,
+                    collect,
+                    place,
+                    ahead,
+                )
                 .await;
             drop(merged_buf);
             (i, r)
@@ -923,6 +1047,8 @@ impl Executor {
         ctx: &StepCtx,
         ready: Instant,
         collect: bool,
+        place: Place,
+        ahead: Option<Making>,
     ) -> Result<StepDone, Error> {
         let called = Instant::now();
         let bytes_in = match &body {
@@ -951,7 +1077,7 @@ impl Executor {
         };
         let link = (ctx.run_id.as_str(), step.name.as_str(), ctx.cancel.clone());
         let resp = self
-            .invoke_as(h, req, &step.limits, Some(link))
+            .invoke_as(h, req, &step.limits, Some(link), place, ahead)
             .await
             .map_err(|e| step_error(step, h, e))?;
         // Until its body is in, a component instance belongs to this step.

@@ -48,7 +48,7 @@ const TABLE_ELEMENT_BYTES: usize = 8;
 /// grow, so an out-of-memory abort can be reported as such.
 pub(crate) struct Limiter {
     memory_bytes: usize,
-    budget: Budget,
+    pub(crate) budget: Budget,
     /// Core instances / memories / tables per store: 1 for a module, a
     /// handful for a component (its own core modules and adapters).
     objects: usize,
@@ -278,98 +278,236 @@ pub(crate) fn classify(
     })
 }
 
+/// A command module's fresh instance made before its request is known:
+/// a workflow step whose input is still being produced, so that
+/// instantiating happens beside the producer instead of after it. It has
+/// run no guest code (a module's `start` function aside) and is never
+/// reused: [`Runtime::invoke_ahead`] gives it its one request, and
+/// dropping it frees the instance.
+pub struct Ahead {
+    store: Store<HostState>,
+    instance: wasmtime::Instance,
+    /// How long instantiating took.
+    pub instantiate: Duration,
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ahead")
+            .field("instantiate", &self.instantiate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request's WASI context: stdin, capped stdout and stderr counted in
+/// `budget`, args, env and the granted directories.
+fn command_ctx(
+    inv: Invocation<'_>,
+    budget: &Budget,
+) -> Result<(WasiP1Ctx, CappedPipe, CappedPipe), RunError> {
+    let stdout = CappedPipe::new(inv.limits.max_response_bytes as usize, true).with_budget(budget);
+    let stderr = CappedPipe::new(inv.limits.max_log_bytes as usize, false).with_budget(budget);
+    let mut b = WasiCtxBuilder::new();
+    b.stdin(MemoryInputPipe::new(inv.stdin))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .args(inv.args)
+        .envs(inv.env);
+    preopen(&mut b, inv.dirs)?;
+    Ok((b.build_p1(), stdout, stderr))
+}
+
+/// A store for one command-module instance under `limits`, its deadline
+/// armed at `deadline`.
+fn command_store(
+    engine: &wasmtime::Engine,
+    wasi: WasiP1Ctx,
+    budget: Budget,
+    limits: &Limits,
+    deadline: Instant,
+) -> Store<HostState> {
+    let state = HostState {
+        wasi,
+        limiter: Limiter::new(budget, limits.memory_bytes as usize),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    arm_deadline(&mut store, deadline);
+    store
+}
+
+/// Where a request's instance comes from.
+enum Instance<'a> {
+    /// Made now, from the template.
+    Fresh(&'a wasmtime::InstancePre<HostState>),
+    /// Made ahead ([`Ahead`]).
+    Ready(wasmtime::Instance),
+}
+
 impl Runtime {
     /// Run one request in a fresh instance of `loaded`.
     ///
     /// Cancellation-safe: dropping the future drops the store and instance.
     pub async fn invoke(&self, loaded: &Loaded, inv: Invocation<'_>) -> Result<Output, RunError> {
         let Loaded::Command(pre) = loaded else {
-            return Err(RunError::Internal(
-                "this function is a wasi:http component, not a command module".into(),
-            ));
+            return Err(not_a_command());
         };
         let t0 = Instant::now();
-        let deadline = t0 + inv.limits.timeout();
-        let budget = Budget::new(inv.limits.memory_bytes as usize);
-        let stdout =
-            CappedPipe::new(inv.limits.max_response_bytes as usize, true).with_budget(&budget);
-        let stderr = CappedPipe::new(inv.limits.max_log_bytes as usize, false).with_budget(&budget);
-
-        let mut b = WasiCtxBuilder::new();
-        b.stdin(MemoryInputPipe::new(inv.stdin))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .args(inv.args)
-            .envs(inv.env);
-        preopen(&mut b, inv.dirs)?;
-        let state = HostState {
-            wasi: b.build_p1(),
-            limiter: Limiter::new(budget, inv.limits.memory_bytes as usize),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        arm_deadline(&mut store, deadline);
-
         let limits = inv.limits;
-        let run = async {
-            let instance = pre
+        let deadline = t0 + limits.timeout();
+        let budget = Budget::new(limits.memory_bytes as usize);
+        let (wasi, stdout, stderr) = command_ctx(inv, &budget)?;
+        let store = command_store(&self.engine, wasi, budget, limits, deadline);
+        run_command_instance(
+            store,
+            Instance::Fresh(pre),
+            stdout,
+            stderr,
+            t0,
+            deadline,
+            limits,
+        )
+        .await
+    }
+
+    /// Make a fresh instance of `loaded` for a request to come, under
+    /// `limits` (the ones the request will run under). Instantiating is
+    /// bounded by the limits' timeout.
+    pub async fn instantiate_ahead(
+        &self,
+        loaded: &Loaded,
+        limits: &Limits,
+    ) -> Result<Ahead, RunError> {
+        let Loaded::Command(pre) = loaded else {
+            return Err(not_a_command());
+        };
+        let t0 = Instant::now();
+        let budget = Budget::new(limits.memory_bytes as usize);
+        // No request yet: an empty context, replaced before `_start`.
+        let wasi = WasiCtxBuilder::new().build_p1();
+        let mut store = command_store(&self.engine, wasi, budget, limits, t0 + limits.timeout());
+        let instance = tokio::time::timeout(limits.timeout(), pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_| RunError::Timeout(limits.timeout(), None))?
+            .map_err(instantiate_error)?;
+        Ok(Ahead {
+            store,
+            instance,
+            instantiate: t0.elapsed(),
+        })
+    }
+
+    /// Run one request in `ahead`, an instance made for it by
+    /// [`Runtime::instantiate_ahead`] under the same limits. As
+    /// [`Runtime::invoke`], but `Output::instantiate` is only the time to
+    /// give the instance its request (the context and the deadline).
+    pub async fn invoke_ahead(
+        &self,
+        ahead: Ahead,
+        inv: Invocation<'_>,
+    ) -> Result<Output, RunError> {
+        let t0 = Instant::now();
+        let limits = inv.limits;
+        let deadline = t0 + limits.timeout();
+        let Ahead {
+            mut store,
+            instance,
+            ..
+        } = ahead;
+        // The instance's memories are counted in this budget already.
+        let budget = store.data().limiter.budget.clone();
+        let (wasi, stdout, stderr) = command_ctx(inv, &budget)?;
+        store.data_mut().wasi = wasi;
+        arm_deadline(&mut store, deadline);
+        run_command_instance(
+            store,
+            Instance::Ready(instance),
+            stdout,
+            stderr,
+            t0,
+            deadline,
+            limits,
+        )
+        .await
+    }
+}
+
+fn not_a_command() -> RunError {
+    RunError::Internal("this function is a wasi:http component, not a command module".into())
+}
+
+/// Instantiate (unless made ahead) and run `_start` in `store` until
+/// `deadline`; then collect what the guest wrote and say how it ended.
+async fn run_command_instance(
+    mut store: Store<HostState>,
+    instance: Instance<'_>,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    t0: Instant,
+    deadline: Instant,
+    limits: &Limits,
+) -> Result<Output, RunError> {
+    let run = async {
+        let instance = match instance {
+            Instance::Fresh(pre) => pre
                 .instantiate_async(&mut store)
                 .await
-                .map_err(instantiate_error)?;
-            let t_inst = t0.elapsed();
-            let start = instance
-                .get_typed_func::<(), ()>(&mut store, "_start")
-                .map_err(|e| RunError::Internal(format!("{e:#}")))?;
-            let r = start.call_async(&mut store, ()).await;
-            Ok((t_inst, r))
+                .map_err(instantiate_error)?,
+            Instance::Ready(i) => i,
         };
+        let t_inst = t0.elapsed();
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|e| RunError::Internal(format!("{e:#}")))?;
+        let r = start.call_async(&mut store, ()).await;
+        Ok((t_inst, r))
+    };
 
-        let outcome = tokio::time::timeout_at(deadline.into(), run).await;
-        let denied = store.data().limiter.denied;
-        drop(store);
-        let collect = |inst: Duration| {
-            let (out, overflow) = stdout.take();
-            let (err, truncated) = stderr.take();
-            (
-                Output {
-                    stdout: out,
-                    stderr: err,
-                    stderr_truncated: truncated,
-                    instantiate: inst,
-                    run: t0.elapsed().saturating_sub(inst),
-                    started: t0,
-                },
-                overflow,
-            )
-        };
-        match outcome {
-            Err(_elapsed) => {
-                let (o, _) = collect(Duration::ZERO);
-                Err(RunError::Timeout(limits.timeout(), None).with_output(o))
+    let outcome = tokio::time::timeout_at(deadline.into(), run).await;
+    let denied = store.data().limiter.denied;
+    drop(store);
+    let collect = |inst: Duration| {
+        let (out, overflow) = stdout.take();
+        let (err, truncated) = stderr.take();
+        (
+            Output {
+                stdout: out,
+                stderr: err,
+                stderr_truncated: truncated,
+                instantiate: inst,
+                run: t0.elapsed().saturating_sub(inst),
+                started: t0,
+            },
+            overflow,
+        )
+    };
+    match outcome {
+        Err(_elapsed) => {
+            let (o, _) = collect(Duration::ZERO);
+            Err(RunError::Timeout(limits.timeout(), None).with_output(o))
+        }
+        Ok(Err(e)) => Err(e),
+        Ok(Ok((inst, result))) => {
+            let over_budget = stdout.budget_hit();
+            let (o, overflow) = collect(inst);
+            if over_budget {
+                return Err(RunError::Trap(
+                    format!(
+                        "out of memory: the guest's memory and its buffered output passed its {}-byte limit",
+                        limits.memory_bytes
+                    ),
+                    None,
+                )
+                .with_output(o));
             }
-            Ok(Err(e)) => Err(e),
-            Ok(Ok((inst, result))) => {
-                let over_budget = stdout.budget_hit();
-                let (o, overflow) = collect(inst);
-                if over_budget {
-                    return Err(RunError::Trap(
-                        format!(
-                            "out of memory: the guest's memory and its buffered output passed its {}-byte limit",
-                            limits.memory_bytes
-                        ),
-                        None,
-                    )
-                    .with_output(o));
-                }
-                if overflow {
-                    return Err(
-                        RunError::ResponseTooLarge(limits.max_response_bytes, None).with_output(o)
-                    );
-                }
-                match result.map_err(|e| classify(e, limits, denied)) {
-                    Ok(()) | Err(Ok(())) => Ok(o),
-                    Err(Err(err)) => Err(err.with_output(o)),
-                }
+            if overflow {
+                return Err(
+                    RunError::ResponseTooLarge(limits.max_response_bytes, None).with_output(o)
+                );
+            }
+            match result.map_err(|e| classify(e, limits, denied)) {
+                Ok(()) | Err(Ok(())) => Ok(o),
+                Err(Err(err)) => Err(err.with_output(o)),
             }
         }
     }
@@ -378,6 +516,96 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Copies up to 4 KiB of stdin to stdout: one `fd_read`, one `fd_write`.
+    const CAT: &str = r#"(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        ;; iovec at 0: buf 1024, len 4096; nread at 16
+        (i32.store (i32.const 0) (i32.const 1024))
+        (i32.store (i32.const 4) (i32.const 4096))
+        (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+        (i32.store (i32.const 4) (i32.load (i32.const 16)))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))))"#;
+
+    fn rt() -> (Runtime, Loaded) {
+        let rt = Runtime::new(crate::EngineOptions::default()).unwrap();
+        let loaded = rt.load_bytes(&wat::parse_str(CAT).unwrap()).unwrap();
+        (rt, loaded)
+    }
+
+    #[tokio::test]
+    async fn an_instance_made_ahead_gets_the_request_given_later() {
+        let (rt, loaded) = rt();
+        let limits = Limits::default();
+        let ahead = rt.instantiate_ahead(&loaded, &limits).await.unwrap();
+        let inv = |stdin: &'static [u8]| Invocation {
+            args: &[],
+            env: &[],
+            stdin: Bytes::from_static(stdin),
+            dirs: &[],
+            limits: &limits,
+        };
+        let out = rt
+            .invoke_ahead(ahead, inv(b"given after instantiating"))
+            .await
+            .unwrap();
+        assert_eq!(&out.stdout[..], b"given after instantiating");
+        // The same as a fresh instance made for the request.
+        let fresh = rt
+            .invoke(&loaded, inv(b"given after instantiating"))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, fresh.stdout);
+        // Two made ahead are two instances: the first one's request is not the second's.
+        let (a, b) = (
+            rt.instantiate_ahead(&loaded, &limits).await.unwrap(),
+            rt.instantiate_ahead(&loaded, &limits).await.unwrap(),
+        );
+        let (oa, ob) = (
+            rt.invoke_ahead(a, inv(b"one")).await.unwrap(),
+            rt.invoke_ahead(b, inv(b"two")).await.unwrap(),
+        );
+        assert_eq!((&oa.stdout[..], &ob.stdout[..]), (&b"one"[..], &b"two"[..]));
+    }
+
+    #[tokio::test]
+    async fn an_instance_made_ahead_keeps_its_memory_limit_and_gets_its_deadline_at_the_request() {
+        let (rt, loaded) = rt();
+        // One page of memory does not fit in half a page.
+        let tiny = Limits {
+            memory_bytes: 32 << 10,
+            ..Limits::default()
+        };
+        let e = rt.instantiate_ahead(&loaded, &tiny).await.unwrap_err();
+        assert!(
+            matches!(e, RunError::Internal(ref m) if m.contains("instantiation failed")),
+            "{e:?}"
+        );
+        // The deadline runs from the request, not from instantiating.
+        let limits = Limits {
+            timeout_ms: 100,
+            ..Limits::default()
+        };
+        let ahead = rt.instantiate_ahead(&loaded, &limits).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let out = rt
+            .invoke_ahead(
+                ahead,
+                Invocation {
+                    args: &[],
+                    env: &[],
+                    stdin: Bytes::from_static(b"late but in time"),
+                    dirs: &[],
+                    limits: &limits,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(&out.stdout[..], b"late but in time");
+    }
 
     #[test]
     fn one_budget_across_all_memories_and_tables() {

@@ -80,6 +80,53 @@ impl GuestLanes {
             }
         }
     }
+
+    /// Spawn work that should run beside the caller's task, not after it
+    /// (making a workflow step's instance while the step before it runs):
+    /// on the slow lane when there is one, whose idle threads take it at
+    /// once. (Spawned from a fast-lane thread onto the fast lane, it would
+    /// wait in that thread's next-task slot until the caller yields.) The
+    /// work must not depend on starting soon: under load, the slow lane's
+    /// lower priority may hold it back.
+    pub fn spawn_beside<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.slow {
+            Some((slow, _)) => slow.spawn(fut),
+            None => self.fast.spawn(fut),
+        }
+    }
+
+    /// Run `fut` (one guest invocation) in the caller's own task, which must
+    /// be running on the fast lane (e.g. a workflow's engine, spawned there):
+    /// under the same rules as [`spawn_for`](Self::spawn_for) (moved to the
+    /// slow lane once it has run `demote_after`, started there when `hint`
+    /// says its function is heavy), but without a task of its own. A guest
+    /// that finishes in its first poll then costs no spawn and no wake-up of
+    /// the waiting task. Dropping the future stops the guest, in whichever
+    /// lane it is.
+    pub async fn run_here_for<F>(&self, hint: Option<&Arc<LaneHint>>, fut: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.slow {
+            None => fut.await,
+            Some((slow, _)) if hint.is_some_and(|h| h.heavy()) => {
+                let task = slow.spawn(fut);
+                let _abort = AbortOnDrop(task.abort_handle());
+                match task.await {
+                    Ok(v) => v,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Cancelled: the slow lane is shutting down, and so is the server.
+                    Err(_) => std::future::pending().await,
+                }
+            }
+            Some((slow, after)) => demoting(fut, slow.clone(), *after, hint.cloned()).await,
+        }
+    }
 }
 
 /// What one function's invocations did in the lanes lately: whether one was
@@ -364,6 +411,44 @@ mod tests {
     }
 
     #[test]
+    fn run_here_runs_on_the_callers_thread_and_still_demotes_and_honours_the_hint() {
+        let fast = runtime("fast", None);
+        let slow = runtime("slow", Some(3));
+        let lanes = GuestLanes::new(fast.handle().clone())
+            .with_slow_lane(slow.handle().clone(), Duration::from_millis(5));
+        let hint = Arc::new(LaneHint::default());
+        let (l, h) = (lanes.clone(), hint.clone());
+        // The caller: a task of the fast lane (like a workflow's engine).
+        let (short, long, then) = fast
+            .block_on(fast.spawn(async move {
+                let caller = std::thread::current().id();
+                let short = l
+                    .run_here_for(
+                        Some(&h),
+                        async move { std::thread::current().id() == caller },
+                    )
+                    .await;
+                let long = l
+                    .run_here_for(Some(&h), async {
+                        let before = thread_name();
+                        for _ in 0..30 {
+                            tick(Duration::from_millis(1)).await;
+                        }
+                        (before, thread_name())
+                    })
+                    .await;
+                // Demoted lately: the next one starts in the slow lane.
+                let then = l.run_here_for(Some(&h), async { thread_name() }).await;
+                (short, long, then)
+            }))
+            .unwrap();
+        assert!(short, "a short guest ran on another thread than its caller");
+        assert_eq!((long.0.as_str(), long.1.as_str()), ("fast", "slow"));
+        assert!(hint.heavy());
+        assert_eq!(then, "slow");
+    }
+
+    #[test]
     fn a_guest_that_waits_is_not_demoted_and_its_function_not_marked() {
         // Waiting (for I/O, a timer, or a saturated machine's threads) is
         // not running: 40 ms suspended in 2 ms naps, with a 5 ms budget,
@@ -380,10 +465,14 @@ mod tests {
             }
             thread_name()
         };
-        let last = main.block_on(lanes.spawn_for(Some(&hint), napper())).unwrap();
+        let last = main
+            .block_on(lanes.spawn_for(Some(&hint), napper()))
+            .unwrap();
         assert_eq!(last, "fast");
         assert!(!hint.heavy());
-        let last = main.block_on(lanes.spawn_for(Some(&hint), napper())).unwrap();
+        let last = main
+            .block_on(lanes.spawn_for(Some(&hint), napper()))
+            .unwrap();
         assert_eq!(last, "fast");
     }
 

@@ -220,6 +220,38 @@ async fn a_chain_hands_each_output_to_the_next_step_in_memory() {
     assert_eq!(rec["activations"].as_array().unwrap().len(), 4);
     let runs = get_json(&c, "/v1/workflows/frames/runs").await;
     assert_eq!(runs["runs"][0]["id"], id.as_str());
+
+    // Each later step's instance is made while the step before it runs
+    // (warm command modules): gray, edges and summary, every run. Whether
+    // it is ready in time depends on the machine's load; it is at least
+    // some of the time, and either way the output is the same.
+    let made = "wisp_workflow_instances_made_ahead_total";
+    let missed = "wisp_workflow_instances_not_ready_total";
+    let (made0, missed0) = (s.metric(made).await, s.metric(missed).await);
+    let mut n = 0.0;
+    loop {
+        let again = run(&c, "frames", &png).await;
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.body, r.body, "a run in instances made ahead differs");
+        n += 1.0;
+        let used = s.metric(made).await - made0;
+        if used > 0.0 && n >= 5.0 {
+            break;
+        }
+        assert!(
+            n < 50.0,
+            "50 runs and no step ran in an instance made ahead"
+        );
+    }
+    let (used, not_ready) = (
+        s.metric(made).await - made0,
+        s.metric(missed).await - missed0,
+    );
+    assert_eq!(
+        used + not_ready,
+        3.0 * n,
+        "made ahead: {used} used, {not_ready} not ready in {n} runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

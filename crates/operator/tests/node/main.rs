@@ -370,7 +370,11 @@ fn a_wasmapp_serves_scales_rolls_out_and_cleans_up_on_a_node() {
     let o = kubectl_in(c, &["apply", "-f", "-"], Some(&app(&images[0], 5)));
     assert!(o.status.success(), "{}", text(&o.stderr));
     let five = settle(c, ns, 5, &images[0]);
-    assert_eq!(shim_pids(c).len(), 1, "one shim daemon serves all five pods");
+    assert_eq!(
+        shim_pids(c).len(),
+        1,
+        "one shim daemon serves all five pods"
+    );
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..60 {
         let b = until("an answer through the Service", || get(&addr));
