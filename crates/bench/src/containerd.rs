@@ -56,8 +56,9 @@ pub struct Containerd {
 
 impl Containerd {
     /// Start one under `dir` (created; removed on drop) with `shim` on its
-    /// `PATH` as `containerd-shim-wisp-v1` and `env` added to its
-    /// environment (the shim inherits it). Waits until `ctr version` answers.
+    /// `PATH` as `containerd-shim-wisp-v1`, the daemon binary next to it
+    /// ([`install_shim`]), and `env` added to its environment (the shim
+    /// inherits it). Waits until `ctr version` answers.
     pub fn start(dir: &Path, shim: &Path, env: &[(&str, String)]) -> Result<Containerd> {
         Containerd::launch(dir, Some(shim), env)
     }
@@ -96,10 +97,7 @@ impl Containerd {
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin)?;
         if let Some(shim) = shim {
-            let shim = shim
-                .canonicalize()
-                .with_context(|| format!("the shim {}", shim.display()))?;
-            std::os::unix::fs::symlink(&shim, bin.join("containerd-shim-wisp-v1"))?;
+            install_shim(shim, &bin)?;
         }
         let path = format!(
             "{}:{}",
@@ -295,6 +293,35 @@ fn parse_image_line(line: &str) -> Option<(String, String, f64)> {
         _ => return None,
     };
     Some((name.to_string(), format!("{n} {unit}"), n * mult))
+}
+
+/// The launcher's name: what containerd execs for `io.containerd.wisp.v1`.
+pub const SHIM_LAUNCHER: &str = "containerd-shim-wisp-v1";
+/// The daemon binary the launcher execs, from the launcher's own directory.
+pub const SHIM_DAEMON: &str = "containerd-shim-wisp-v1-daemon";
+
+/// Install the shim into `bin` as a node would: the launcher `shim` as
+/// `containerd-shim-wisp-v1` (hard-linked, else copied: a symlink would
+/// make the launcher look for its daemon next to the link's target) and
+/// `containerd-shim-wisp-v1-daemon` from `shim`'s directory as a symlink.
+/// A shim without a daemon next to it is installed alone: a single-binary
+/// shim from before the launcher (a baseline) needs none; a launcher
+/// without its daemon fails every `start` it can't answer, and says so in
+/// containerd's log.
+pub fn install_shim(shim: &Path, bin: &Path) -> Result<()> {
+    let shim = shim
+        .canonicalize()
+        .with_context(|| format!("the shim {}", shim.display()))?;
+    let dst = bin.join(SHIM_LAUNCHER);
+    if std::fs::hard_link(&shim, &dst).is_err() {
+        std::fs::copy(&shim, &dst)
+            .with_context(|| format!("copying {} to {}", shim.display(), dst.display()))?;
+    }
+    let daemon = shim.with_file_name(SHIM_DAEMON);
+    if daemon.is_file() {
+        std::os::unix::fs::symlink(&daemon, bin.join(SHIM_DAEMON))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

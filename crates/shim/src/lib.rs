@@ -16,7 +16,6 @@
 //! the user's view.
 
 pub mod cache;
-pub mod group;
 pub mod http;
 pub mod netns;
 pub mod service;
@@ -26,6 +25,6 @@ pub mod stats;
 pub mod stdio;
 
 pub use service::WispShim;
-
-/// The runtime name containerd resolves to this binary's name.
-pub const RUNTIME_ID: &str = "io.containerd.wisp.v1";
+/// Grouping, start lock and socket liveness: shared with the launcher.
+pub use wisp_shim_launcher::group;
+pub use wisp_shim_launcher::{DAEMON_NAME, LAUNCHER_NAME, RUNTIME_ID};

@@ -22,7 +22,7 @@ use crate::spec::{self, BundleSpec};
 use crate::stdio::{self, LogSink};
 use anyhow::{Context as _, Result as AnyResult, anyhow};
 use async_trait::async_trait;
-use containerd_shim::asynchronous::util::{mount_rootfs, write_str_to_file};
+use containerd_shim::asynchronous::util::mount_rootfs;
 use containerd_shim::asynchronous::{ExitSignal, Shim, spawn};
 use containerd_shim::protos::api;
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
@@ -30,7 +30,7 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::util::{convert_to_any, timestamp};
+use containerd_shim::util::convert_to_any;
 use containerd_shim::{
     Config, Context, DeleteResponse, Error, Flags, StartOpts, TtrpcContext, TtrpcResult,
 };
@@ -45,6 +45,7 @@ use wisp_core::{DirGrant, Limits, MAX_MEMORY_BYTES};
 use wisp_runtime::{
     CommandExit, CommandRun, EXIT_TIMEOUT, EXIT_TRAP, EngineOptions, Loaded, Runtime, StopHandle,
 };
+use wisp_shim_launcher::start::{Plan, StartSpec, write_address};
 
 /// Env variable: how long SIGTERM waits for a guest before stopping it, in ms.
 pub const GRACE_ENV: &str = "WISP_SHIM_STOP_GRACE_MS";
@@ -68,7 +69,7 @@ pub struct WispShim {
     exit: Arc<ExitSignal>,
     namespace: String,
     /// The grouping, or why `WISP_SHIM_GROUP` is wrong (said at `start`).
-    group: Result<Group, String>,
+    group: Result<Group, group::BadGroup>,
     /// The daemon's socket (`-socket`; empty for `start` and `delete`).
     socket: String,
     debug: bool,
@@ -84,7 +85,7 @@ impl Shim for WispShim {
         WispShim {
             exit: Arc::new(ExitSignal::default()),
             namespace: args.namespace.clone(),
-            group: Group::from_env().map_err(|e| format!("{e:#}")),
+            group: Group::from_env(),
             socket: args.socket.clone(),
             debug: args.debug,
         }
@@ -92,33 +93,24 @@ impl Shim for WispShim {
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         // The working directory is the bundle. The container may choose its
-        // grouping; else the node's setting holds.
-        let spec = BundleSpec::load(Path::new(".")).ok();
-        let own = spec.as_ref().and_then(|s| {
-            s.annotation(group::GROUP_ANNOTATION)
-                .or_else(|| s.env_var(group::GROUP_ENV))
-        });
-        let group = match own {
-            Some(v) => {
-                Group::parse(Some(v)).map_err(|e| Error::InvalidArgument(format!("{e:#}")))?
-            }
-            None => self.group.clone().map_err(Error::InvalidArgument)?,
-        };
-        let sandbox = spec
-            .as_ref()
-            .and_then(|s| s.annotation(spec::CRI_SANDBOX_ID));
-        let key = group.key(&opts.id, sandbox);
+        // grouping; else the node's setting holds. The launcher decides the
+        // same way (one `Plan`) and answers itself when the shared daemon
+        // is alive; this runs when it is not, or for a daemon per `start`.
+        let bundle = Path::new(".");
+        let spec = StartSpec::load(bundle);
+        let plan = Plan::new(&opts.id, spec.as_ref(), self.group.clone())
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let (group, key) = (plan.group, plan.key.clone());
         // The daemon learns its grouping from its environment.
         let vars = vec![(group::GROUP_ENV, group.name())];
-        if !group.lingers() {
+        let Some(address) = plan.shared_address(&opts.address, &opts.namespace) else {
             let address = spawn(opts, &key, vars).await?;
-            write_str_to_file("address", &address).await?;
+            write_address(bundle, &address).map_err(|e| Error::Other(format!("start: {e}")))?;
             return Ok(address);
-        }
+        };
         // A shared daemon: hand out its socket when it runs (no process,
         // no engine to start), else start it, deciding under the lock a
         // lingering daemon takes before it leaves.
-        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &key);
         let addr = address.clone();
         let lock = tokio::task::spawn_blocking(move || -> AnyResult<_> {
             let lock = group::StartLock::acquire(&addr)?;
@@ -136,24 +128,15 @@ impl Shim for WispShim {
         lock.stamp()
             .map_err(|e| Error::Other(format!("start: {e:#}")))?;
         drop(lock);
-        write_str_to_file("address", &address).await?;
+        write_address(bundle, &address).map_err(|e| Error::Other(format!("start: {e}")))?;
         Ok(address)
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
-        // containerd runs `shim delete` in the bundle after every
-        // disconnect, and when the shim died: release what the container
-        // held (a shared daemon has done so already) and report it killed.
-        let rootfs = std::env::current_dir()
-            .map_err(|e| Error::Other(format!("bundle: {e}")))?
-            .join("rootfs");
-        unmount(&rootfs);
-        Ok(DeleteResponse {
-            pid: 0,
-            exit_status: 128 + SIGKILL,
-            exited_at: MessageField::some(timestamp()?),
-            ..Default::default()
-        })
+        // The launcher answers `delete` itself; the same code, should this
+        // binary be run as the shim directly.
+        let bundle = std::env::current_dir().map_err(|e| Error::Other(format!("bundle: {e}")))?;
+        Ok(wisp_shim_launcher::delete::delete(&bundle))
     }
 
     async fn wait(&mut self) {
@@ -365,19 +348,7 @@ fn precondition(msg: String) -> containerd_shim::protos::ttrpc::Error {
     Error::FailedPreconditionError(msg).into()
 }
 
-/// Detach every mount at `path` (rootfs layers); quiet if none.
-fn unmount(path: &Path) {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return;
-    };
-    // Stacked mounts come off one at a time; EINVAL once nothing is left.
-    for _ in 0..16 {
-        // SAFETY: a valid C string; umount2 has no other preconditions.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            break;
-        }
-    }
-}
+use wisp_shim_launcher::delete::unmount;
 
 impl TaskService {
     fn get(&self, id: &str) -> TtrpcResult<Arc<Container>> {

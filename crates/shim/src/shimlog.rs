@@ -132,16 +132,9 @@ impl log::Log for ShimLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let time = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let msg = record.args().to_string();
-        let line = format!(
-            "time=\"{time}\" level={} msg=\"{}\"\n",
-            record.level().as_str().to_lowercase(),
-            msg.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
+        let line = wisp_shim_launcher::shimlog::line(
+            &record.level().as_str().to_lowercase(),
+            &record.args().to_string(),
         );
         self.state.lock().unwrap().write(line.as_bytes());
     }

@@ -22,8 +22,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:80";
 pub const OUTBOUND_ENV: &str = "WISP_ALLOW_OUTBOUND";
 /// CRI annotation naming the container's kind (`sandbox` or `container`).
 const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-/// CRI annotation naming the pod sandbox a container belongs to.
-pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+pub use wisp_shim_launcher::start::CRI_SANDBOX_ID;
 
 /// How the container's network namespace is given.
 #[derive(Debug, Clone, PartialEq, Eq)]

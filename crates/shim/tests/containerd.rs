@@ -1154,3 +1154,122 @@ fn short_outputs_survive_a_starved_ctr() {
     );
     c.assert_clean();
 }
+
+/// The installed launcher's `-v`: (status, stdout).
+fn launcher_version(c: &Containerd) -> (Option<i32>, String) {
+    let o = Command::new(c.dir().join("bin/containerd-shim-wisp-v1"))
+        .arg("-v")
+        .output()
+        .unwrap();
+    (o.status.code(), text(&o.stdout))
+}
+
+#[test]
+fn the_launcher_answers_start_and_delete_without_the_daemon_binary() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let bin = c.dir().join("bin");
+    let daemon_bin = bin.join("containerd-shim-wisp-v1-daemon");
+    // Installed as on a node: the launcher a file of its own (it looks for
+    // the daemon in its own directory), the daemon beside it.
+    let launcher = std::fs::symlink_metadata(bin.join("containerd-shim-wisp-v1")).unwrap();
+    assert!(launcher.is_file(), "the launcher is not a plain file");
+    assert!(daemon_bin.is_file(), "no daemon beside the launcher");
+    let (code, out) = launcher_version(&c);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.starts_with("containerd-shim-wisp-v1:\n")
+            && out.contains("Version: ")
+            && out.contains(&format!("Daemon: {}", daemon_bin.display())),
+        "{out}"
+    );
+    let hello = c.import(
+        "hello",
+        &[("/hello.wasm", &std::fs::read(guest("hello")).unwrap())],
+        "/hello.wasm",
+    );
+    let want = "Content-Type: text/plain\n\nHello, world!\n";
+    // The node's first container: the launcher execs the daemon binary,
+    // whose `start` spawns the shared daemon (it lingers 60 s).
+    let o = c.run(&[], &hello, "first", &[]);
+    assert_eq!((o.status.code(), text(&o.stdout).as_str()), (Some(0), want));
+
+    // Without the daemon binary, the next container still runs: its
+    // `start` (the daemon is alive) and its `delete` are the launcher's
+    // alone; an exec of the daemon binary would have failed.
+    std::fs::remove_file(&daemon_bin).unwrap();
+    for id in ["second", "third"] {
+        let o = c.run(&[], &hello, id, &[]);
+        assert_eq!(
+            (o.status.code(), text(&o.stdout).as_str()),
+            (Some(0), want),
+            "{id}: {}\n{}",
+            text(&o.stderr),
+            c.log()
+        );
+    }
+    c.assert_clean();
+    // containerd ran the launcher's `delete` after each: it found nothing to
+    // complain about.
+    let log = c.log();
+    assert_eq!(log.matches("cleaning up dead shim").count(), 3, "{log}");
+    assert!(!log.contains("failed to clean up"), "{log}");
+    assert!(!log.contains("is missing"), "{log}");
+    let (code, out) = launcher_version(&c);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("(missing)"), "{out}");
+
+    // A container that needs a new daemon (one of its own) does need the
+    // daemon binary: it fails, saying which file is missing, in `ctr`'s
+    // error and containerd's log, and leaves nothing behind.
+    let o = c.run(&["--env", "WISP_SHIM_GROUP=container"], &hello, "own", &[]);
+    assert_ne!(o.status.code(), Some(0));
+    let said = format!(
+        "the shim daemon {} is missing: install containerd-shim-wisp-v1-daemon next to \
+         containerd-shim-wisp-v1",
+        daemon_bin.display()
+    );
+    assert!(text(&o.stderr).contains(&said), "{}", text(&o.stderr));
+    assert!(c.log().contains(&said), "{}", c.log());
+    c.assert_clean();
+
+    // Put back, the same container runs.
+    let real = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wisp-v1-daemon"));
+    std::os::unix::fs::symlink(real, &daemon_bin).unwrap();
+    let o = c.run(&["--env", "WISP_SHIM_GROUP=container"], &hello, "own", &[]);
+    assert_eq!((o.status.code(), text(&o.stdout).as_str()), (Some(0), want));
+    c.assert_clean();
+}
+
+#[test]
+fn the_launchers_delete_cleans_up_after_a_killed_daemon() {
+    if !can_run() {
+        return;
+    }
+    let c = Containerd::start();
+    let img = c.import(
+        "spin",
+        &[("/spin.wasm", &std::fs::read(guest("test-spin")).unwrap())],
+        "/spin.wasm",
+    );
+    let child = spin(&c, &img, "doomed");
+    let daemon = task_pid(&c, "doomed");
+    // The daemon dies under its running container: containerd runs `shim
+    // delete` (the launcher's) in the bundle, which unmounts the rootfs
+    // and answers for the task; `ctr run --rm` then removes the container.
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(daemon as i32, libc::SIGKILL) }, 0);
+    let (code, _, err) = wait_child(child, Duration::from_secs(20));
+    assert_ne!(code, Some(0), "{err}");
+    c.assert_clean();
+    let log = c.log();
+    assert!(log.contains("cleaning up dead shim"), "{log}");
+    assert!(!log.contains("failed to clean up"), "{log}");
+    // The next container gets a new daemon and runs.
+    let child = spin(&c, &img, "next");
+    assert_ne!(task_pid(&c, "next"), daemon);
+    kill_all(&c, vec![("next".into(), child)]);
+    c.assert_clean();
+}

@@ -54,7 +54,8 @@ pub struct BenchCommand {
     #[arg(long, value_delimiter = ',', value_parser = ["kill", "soak", "noisy"])]
     chaos_parts: Vec<String>,
     /// Containerd: the shim binary to install under a private containerd
-    /// (default: containerd-shim-wisp-v1 next to this wisp binary).
+    /// (default: containerd-shim-wisp-v1 next to this wisp binary), with
+    /// containerd-shim-wisp-v1-daemon from the same directory.
     #[arg(long, env = "WISP_BENCH_SHIM")]
     shim_bin: Option<PathBuf>,
     /// Containerd: repetitions per function and side (default: 15; 2 with --quick).

@@ -65,6 +65,7 @@ fn the_node_installer_installs_once_and_then_changes_nothing() {
     )
     .unwrap();
     let shim = tmp.path().join("containerd-shim-wisp-v1");
+    let daemon = tmp.path().join("containerd-shim-wisp-v1-daemon");
     std::fs::write(&shim, "shim v1").unwrap();
     let restarts = tmp.path().join("restarts");
 
@@ -93,18 +94,42 @@ fn the_node_installer_installs_once_and_then_changes_nothing() {
             .count()
     };
 
+    // The launcher without its daemon: refused, nothing installed.
+    let out = Command::new("sh")
+        .arg(&script)
+        .env("NODE_ROOT", &node)
+        .env("SHIM_SRC", &shim)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no shim daemon at") && err.contains("containerd-shim-wisp-v1-daemon"),
+        "{err}"
+    );
+    assert!(!node.join("usr/local/bin").exists());
+
+    std::fs::write(&daemon, "daemon v1").unwrap();
     let out = run();
     let installed = node.join("usr/local/bin/containerd-shim-wisp-v1");
+    let installed_daemon = node.join("usr/local/bin/containerd-shim-wisp-v1-daemon");
+    assert_eq!(
+        std::fs::read_to_string(&installed_daemon).unwrap(),
+        "daemon v1",
+        "{out}"
+    );
     assert_eq!(
         std::fs::read_to_string(&installed).unwrap(),
         "shim v1",
         "{out}"
     );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
-        0o755
-    );
+    for f in [&installed, &installed_daemon] {
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
     let config = std::fs::read_to_string(&cfg).unwrap();
     assert!(
         config.starts_with("version = 2\n"),
@@ -127,4 +152,18 @@ fn the_node_installer_installs_once_and_then_changes_nothing() {
     assert_eq!(std::fs::read_to_string(&installed).unwrap(), "shim v2");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), config);
     assert_eq!(restart_count(), 2);
+
+    // A new daemon alone: copied too.
+    std::fs::write(&daemon, "daemon v2").unwrap();
+    let out = run();
+    assert!(
+        out.contains("installed /usr/local/bin/containerd-shim-wisp-v1-daemon")
+            && !out.contains("installed /usr/local/bin/containerd-shim-wisp-v1\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&installed_daemon).unwrap(),
+        "daemon v2"
+    );
+    assert_eq!(restart_count(), 3);
 }

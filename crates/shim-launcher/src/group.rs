@@ -33,7 +33,7 @@
 //! lock, so the next `start` spawns a new daemon instead of finding a
 //! closing one.
 
-use anyhow::{Context as _, Result, bail};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -67,17 +67,21 @@ pub enum Group {
 
 impl Group {
     /// From `WISP_SHIM_GROUP` (unset or empty: `node`).
-    pub fn from_env() -> Result<Group> {
+    pub fn from_env() -> Result<Group, BadGroup> {
         Group::parse(std::env::var(GROUP_ENV).ok().as_deref())
     }
 
     /// Parse a setting.
-    pub fn parse(v: Option<&str>) -> Result<Group> {
+    pub fn parse(v: Option<&str>) -> Result<Group, BadGroup> {
         Ok(match v.map(str::trim).unwrap_or("") {
             "" | "node" => Group::Node,
             "pod" => Group::Pod,
             "container" => Group::Container,
-            other => bail!("{GROUP_ENV}={other:?}: expected node, pod or container"),
+            other => {
+                return Err(BadGroup(format!(
+                    "{GROUP_ENV}={other:?}: expected node, pod or container"
+                )));
+            }
         })
     }
 
@@ -105,6 +109,18 @@ impl Group {
         self == Group::Node
     }
 }
+
+/// A grouping setting that is none of `node`, `pod`, `container`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadGroup(String);
+
+impl std::fmt::Display for BadGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadGroup {}
 
 /// The linger from `WISP_SHIM_LINGER_MS`.
 pub fn linger() -> Duration {
@@ -134,38 +150,39 @@ pub struct StartLock {
 }
 
 impl StartLock {
-    /// Take the lock of the daemon at `address` (blocking).
-    pub fn acquire(address: &str) -> Result<StartLock> {
+    /// Take the lock of the daemon at `address` (blocking). The file is
+    /// opened close-on-exec, so a process that execs lets go of it.
+    pub fn acquire(address: &str) -> io::Result<StartLock> {
         let mut path = socket_path(address).as_os_str().to_owned();
         path.push(".lock");
         let path = PathBuf::from(path);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| context(e, "creating", dir))?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(|e| context(e, "opening", &path))?;
         loop {
             // SAFETY: a valid fd; flock has no other preconditions.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
                 break;
             }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(context(e, "locking", &path));
             }
         }
         Ok(StartLock { file, path })
     }
 
     /// Record that a `start` handed out the socket now.
-    pub fn stamp(&self) -> Result<()> {
+    pub fn stamp(&self) -> io::Result<()> {
         self.file
             .set_modified(SystemTime::now())
-            .with_context(|| format!("stamping {}", self.path.display()))
+            .map_err(|e| context(e, "stamping", &self.path))
     }
 
     /// Unlink the lock file (the daemon is leaving; still held). A `start`
@@ -184,6 +201,11 @@ impl StartLock {
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .unwrap_or(Duration::ZERO)
     }
+}
+
+/// `e` with what was being done to which path, as anyhow's context would.
+pub(crate) fn context(e: io::Error, doing: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
 }
 
 #[cfg(test)]
