@@ -89,8 +89,7 @@ impl Executor {
                 call.env,
                 call.stdin,
                 &h.version.config.limits,
-                crate::invoke::Place::Spawned,
-                None,
+                crate::invoke::GuestAt::spawned(),
             )
             .await;
         let run = t_run.elapsed();

@@ -124,6 +124,23 @@ pub(crate) enum Place {
     Here,
 }
 
+/// Where a command module's guest runs, and in what.
+pub(crate) struct GuestAt {
+    pub(crate) place: Place,
+    /// Its instance, if one is being made ahead.
+    pub(crate) ahead: Option<Making>,
+}
+
+impl GuestAt {
+    /// A task of its own, a fresh instance: a request's guest.
+    pub(crate) fn spawned() -> GuestAt {
+        GuestAt {
+            place: Place::Spawned,
+            ahead: None,
+        }
+    }
+}
+
 /// A command module's instance being made ahead of its request, beside
 /// the caller (a workflow step whose input is still being produced; see
 /// [`Making::start`]). The request takes it if making it has begun,
@@ -201,21 +218,20 @@ impl Executor {
     /// is an [`Error`] with a kind. Cancel-safe: dropping the future stops
     /// the guest, releases every slot and records a cancelled activation.
     pub async fn invoke(&self, h: &Arc<FunctionHandle>, req: Request) -> Result<Response, Error> {
-        self.invoke_as(h, req, &h.version.config.limits, None, Place::Spawned, None)
+        self.invoke_as(h, req, &h.version.config.limits, None, GuestAt::spawned())
             .await
     }
 
     /// [`Executor::invoke`] under `limits` (a workflow step's, never above
     /// the function's own), its record tied to a workflow run by `link`, a
-    /// command module's guest run at `place`.
+    /// command module's guest run `at`.
     pub(crate) async fn invoke_as(
         &self,
         h: &Arc<FunctionHandle>,
         req: Request,
         limits: &Limits,
         link: Option<Link<'_>>,
-        place: Place,
-        ahead: Option<Making>,
+        at: GuestAt,
     ) -> Result<Response, Error> {
         let mut draft = Draft::start(
             &h.version.namespace,
@@ -232,10 +248,7 @@ impl Executor {
             Err(e) => return Err(draft.fail(e)),
         };
         match ready.loaded {
-            Loaded::Command(_) => {
-                self.run_command(h, req, limits, ready, draft, place, ahead)
-                    .await
-            }
+            Loaded::Command(_) => self.run_command(h, req, limits, ready, draft, at).await,
             Loaded::Http(_) => self.run_http(h, req, limits, ready, draft).await,
         }
     }
@@ -271,8 +284,7 @@ impl Executor {
         limits: &Limits,
         mut ready: Ready<'_>,
         mut draft: Draft,
-        place: Place,
-        ahead: Option<Making>,
+        at: GuestAt,
     ) -> Result<Response, Error> {
         let body = match req.body {
             RequestBody::Full(b) => b,
@@ -298,9 +310,7 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = self
-            .run_guest(h, ready.loaded, env, body, limits, place, ahead)
-            .await;
+        let result = self.run_guest(h, ready.loaded, env, body, limits, at).await;
         let run = t_run.elapsed();
         drop(ready.admitted);
         match result {
@@ -454,9 +464,8 @@ impl Executor {
 impl Executor {
     /// Run a command module's fresh instance (the one made `ahead`, if
     /// there is one) with this environment and stdin, on the guest runtime
-    /// when there is one, at `place` (aborted with the caller's future, so a
-    /// client that leaves stops its guest).
-    #[allow(clippy::too_many_arguments)]
+    /// when there is one, `at` its place (aborted with the caller's future,
+    /// so a client that leaves stops its guest).
     pub(crate) async fn run_guest(
         &self,
         h: &Arc<FunctionHandle>,
@@ -464,9 +473,9 @@ impl Executor {
         env: Vec<(String, String)>,
         stdin: Bytes,
         limits: &Limits,
-        place: Place,
-        ahead: Option<Making>,
+        at: GuestAt,
     ) -> Result<wisp_runtime::Output, RunError> {
+        let GuestAt { place, ahead } = at;
         let Some(rt) = &self.opts.guest_runtime else {
             let inv = Invocation {
                 args: &h.args,

@@ -24,7 +24,7 @@ use crate::Executor;
 use crate::activation::{CLIENT_GONE, CancelReason, Msg, new_activation_id, now_ms};
 use crate::admission::Buffered;
 use crate::error::{Error, join_err, store_err};
-use crate::invoke::{Making, Place, Request, RequestBody, ResponseBody};
+use crate::invoke::{GuestAt, Making, Place, Request, RequestBody, ResponseBody};
 use crate::resolve::resolved;
 use crate::table::FunctionHandle;
 use bytes::Bytes;
@@ -1077,7 +1077,7 @@ impl Executor {
         };
         let link = (ctx.run_id.as_str(), step.name.as_str(), ctx.cancel.clone());
         let resp = self
-            .invoke_as(h, req, &step.limits, Some(link), place, ahead)
+            .invoke_as(h, req, &step.limits, Some(link), GuestAt { place, ahead })
             .await
             .map_err(|e| step_error(step, h, e))?;
         // Until its body is in, a component instance belongs to this step.

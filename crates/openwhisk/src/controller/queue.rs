@@ -15,7 +15,7 @@ use super::activations::response_of;
 use super::invoke::Run;
 use super::{Controller, OwError};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -231,7 +231,7 @@ async fn run_job(ctl: &Arc<Controller>, job: Queued) {
         return;
     }
     let id = job.id.clone();
-    let ok = response_of(&record)["statusCode"] == Value::from(0);
+    let ok = response_of(&record)["statusCode"] == 0;
     match tokio::task::spawn_blocking(move || store.complete_queued(&id, &record)).await {
         Ok(Ok(())) => tracing::debug!(id = %job.id, ok, "queued activation done"),
         Ok(Err(e)) => {
