@@ -299,12 +299,15 @@ impl std::fmt::Debug for Ahead {
     }
 }
 
+/// What a request's guest writes.
+struct Pipes {
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+}
+
 /// A request's WASI context: stdin, capped stdout and stderr counted in
 /// `budget`, args, env and the granted directories.
-fn command_ctx(
-    inv: Invocation<'_>,
-    budget: &Budget,
-) -> Result<(WasiP1Ctx, CappedPipe, CappedPipe), RunError> {
+fn command_ctx(inv: Invocation<'_>, budget: &Budget) -> Result<(WasiP1Ctx, Pipes), RunError> {
     let stdout = CappedPipe::new(inv.limits.max_response_bytes as usize, true).with_budget(budget);
     let stderr = CappedPipe::new(inv.limits.max_log_bytes as usize, false).with_budget(budget);
     let mut b = WasiCtxBuilder::new();
@@ -314,7 +317,7 @@ fn command_ctx(
         .args(inv.args)
         .envs(inv.env);
     preopen(&mut b, inv.dirs)?;
-    Ok((b.build_p1(), stdout, stderr))
+    Ok((b.build_p1(), Pipes { stdout, stderr }))
 }
 
 /// A store for one command-module instance under `limits`, its deadline
@@ -354,20 +357,10 @@ impl Runtime {
         };
         let t0 = Instant::now();
         let limits = inv.limits;
-        let deadline = t0 + limits.timeout();
         let budget = Budget::new(limits.memory_bytes as usize);
-        let (wasi, stdout, stderr) = command_ctx(inv, &budget)?;
-        let store = command_store(&self.engine, wasi, budget, limits, deadline);
-        run_command_instance(
-            store,
-            Instance::Fresh(pre),
-            stdout,
-            stderr,
-            t0,
-            deadline,
-            limits,
-        )
-        .await
+        let (wasi, pipes) = command_ctx(inv, &budget)?;
+        let store = command_store(&self.engine, wasi, budget, limits, t0 + limits.timeout());
+        run_command_instance(store, Instance::Fresh(pre), pipes, t0, limits).await
     }
 
     /// Make a fresh instance of `loaded` for a request to come, under
@@ -408,7 +401,6 @@ impl Runtime {
     ) -> Result<Output, RunError> {
         let t0 = Instant::now();
         let limits = inv.limits;
-        let deadline = t0 + limits.timeout();
         let Ahead {
             mut store,
             instance,
@@ -416,19 +408,10 @@ impl Runtime {
         } = ahead;
         // The instance's memories are counted in this budget already.
         let budget = store.data().limiter.budget.clone();
-        let (wasi, stdout, stderr) = command_ctx(inv, &budget)?;
+        let (wasi, pipes) = command_ctx(inv, &budget)?;
         store.data_mut().wasi = wasi;
-        arm_deadline(&mut store, deadline);
-        run_command_instance(
-            store,
-            Instance::Ready(instance),
-            stdout,
-            stderr,
-            t0,
-            deadline,
-            limits,
-        )
-        .await
+        arm_deadline(&mut store, t0 + limits.timeout());
+        run_command_instance(store, Instance::Ready(instance), pipes, t0, limits).await
     }
 }
 
@@ -437,16 +420,16 @@ fn not_a_command() -> RunError {
 }
 
 /// Instantiate (unless made ahead) and run `_start` in `store` until
-/// `deadline`; then collect what the guest wrote and say how it ended.
+/// its deadline (`t0` + the timeout); then collect what the guest wrote and
+/// say how it ended.
 async fn run_command_instance(
     mut store: Store<HostState>,
     instance: Instance<'_>,
-    stdout: CappedPipe,
-    stderr: CappedPipe,
+    Pipes { stdout, stderr }: Pipes,
     t0: Instant,
-    deadline: Instant,
     limits: &Limits,
 ) -> Result<Output, RunError> {
+    let deadline = t0 + limits.timeout();
     let run = async {
         let instance = match instance {
             Instance::Fresh(pre) => pre

@@ -114,16 +114,7 @@ impl GuestLanes {
     {
         match &self.slow {
             None => fut.await,
-            Some((slow, _)) if hint.is_some_and(|h| h.heavy()) => {
-                let task = slow.spawn(fut);
-                let _abort = AbortOnDrop(task.abort_handle());
-                match task.await {
-                    Ok(v) => v,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // Cancelled: the slow lane is shutting down, and so is the server.
-                    Err(_) => std::future::pending().await,
-                }
-            }
+            Some((slow, _)) if hint.is_some_and(|h| h.heavy()) => run_on(slow, fut).await,
             Some((slow, after)) => demoting(fut, slow.clone(), *after, hint.cloned()).await,
         }
     }
@@ -227,12 +218,22 @@ where
     }
     // Suspended (at an epoch yield or waiting on I/O): safe to move. Its
     // timers and sockets stay registered with the runtime that made them.
-    let task = slow.spawn(fut);
+    run_on(&slow, fut).await
+}
+
+/// Run `fut` on `rt` and wait for it here, as if it ran here: a panic comes
+/// back as one, and dropping the wait stops it.
+async fn run_on<F>(rt: &Handle, fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = rt.spawn(fut);
     let _abort = AbortOnDrop(task.abort_handle());
     match task.await {
         Ok(v) => v,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Cancelled: the slow lane is shutting down, and so is the server.
+        // Cancelled: the runtime is shutting down, and so is the server.
         Err(_) => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// One log line, newline included: `time="<RFC 3339, UTC>" level=<level>
 /// msg="<msg, quoted>"`.
@@ -33,34 +33,18 @@ pub fn to_bundle(bundle: &Path, level: &str, msg: &str) {
     }
 }
 
-/// `t` as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+/// `t` as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (ISO 8601 / RFC 3339, UTC,
+/// nanoseconds: what logrus writes and containerd parses).
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Iso8601::DEFAULT)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn times_are_rfc3339_utc() {
