@@ -77,8 +77,40 @@ pub struct Admitted {
     /// Request-body bytes reserved from the node's budget.
     body: Buffered,
     running: Option<Arc<FunctionMetrics>>,
-    /// Holds one of its instance slots.
-    node: Arc<NodeLimits>,
+    _slot: InstanceSlot,
+}
+
+/// One of the node's instance slots, given back when it drops: held by an
+/// admitted request, or by an instance made ahead of its request (which
+/// hands it to that request's admission).
+pub(crate) struct InstanceSlot(Arc<NodeLimits>);
+
+impl InstanceSlot {
+    /// A slot, if the node has one free.
+    pub(crate) fn try_take(node: &Arc<NodeLimits>) -> Option<InstanceSlot> {
+        node.instances
+            .try_take(1)
+            .then(|| InstanceSlot(node.clone()))
+    }
+
+    /// A slot for work that only speeds a request up (an instance made
+    /// ahead): only while at most half the node's slots are in use, so
+    /// it never takes the slot a request needs next.
+    pub(crate) fn try_take_spare(node: &Arc<NodeLimits>) -> Option<InstanceSlot> {
+        let q = &node.instances;
+        q.used
+            .fetch_update(Relaxed, Relaxed, |u| {
+                u.checked_add(1).filter(|&t| t <= q.max / 2)
+            })
+            .is_ok()
+            .then(|| InstanceSlot(node.clone()))
+    }
+}
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        self.0.instances.give(1);
+    }
 }
 
 /// Bytes held in host memory on behalf of a request (its body, or a
@@ -148,8 +180,13 @@ impl Drop for Queued<'_> {
 }
 
 /// Take a slot of `h` (waiting in its bounded queue if it has none free) and
-/// a node-wide instance slot.
-pub(crate) async fn admit(h: &FunctionHandle, node: &Arc<NodeLimits>) -> Result<Admitted, Error> {
+/// a node-wide instance slot (`slot`, if the caller holds one already: an
+/// instance made ahead for this request took it).
+pub(crate) async fn admit(
+    h: &FunctionHandle,
+    node: &Arc<NodeLimits>,
+    slot: Option<InstanceSlot>,
+) -> Result<Admitted, Error> {
     let limits = &h.version.config.limits;
     let m = &h.metrics;
     let function = match h.permits.clone().try_acquire_owned() {
@@ -185,7 +222,7 @@ pub(crate) async fn admit(h: &FunctionHandle, node: &Arc<NodeLimits>) -> Result<
             }
         }
     };
-    if !node.instances.try_take(1) {
+    let Some(slot) = slot.or_else(|| InstanceSlot::try_take(node)) else {
         return Err(Error::retry(
             ErrorKind::Unavailable,
             format!(
@@ -193,12 +230,12 @@ pub(crate) async fn admit(h: &FunctionHandle, node: &Arc<NodeLimits>) -> Result<
                 node.instances.max
             ),
         ));
-    }
+    };
     Ok(Admitted {
         _function: function,
         body: Buffered::new(node),
         running: None,
-        node: node.clone(),
+        _slot: slot,
     })
 }
 
@@ -238,6 +275,5 @@ impl Drop for Admitted {
         if let Some(m) = self.running.take() {
             m.running.fetch_sub(1, Relaxed);
         }
-        self.node.instances.give(1);
     }
 }

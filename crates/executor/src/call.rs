@@ -61,7 +61,7 @@ impl Executor {
             h.metrics.clone(),
             self.recorder.clone(),
         );
-        let mut ready = match self.prepare(h, &mut draft).await {
+        let mut ready = match self.prepare(h, &mut draft, None).await {
             Ok(r) => r,
             // A refusal is recorded under an id of its own: the caller may
             // try again under the id it chose.

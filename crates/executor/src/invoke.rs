@@ -5,7 +5,7 @@
 
 use crate::Executor;
 use crate::activation::{CancelReason, Draft, PendingRecord, log_text};
-use crate::admission::{Admitted, admit, body_error};
+use crate::admission::{Admitted, InstanceSlot, NodeLimits, admit, body_error};
 use crate::error::{Error, run_error};
 use crate::table::FunctionHandle;
 use bytes::Bytes;
@@ -143,13 +143,16 @@ impl GuestAt {
 
 /// A command module's instance being made ahead of its request, beside
 /// the caller (a workflow step whose input is still being produced; see
-/// [`Making::start`]). The request takes it if making it has begun,
-/// waiting for the rest of the instantiation; if it hasn't begun (the
-/// lanes are busy) the request instantiates as usual and the task gives up
-/// when it begins. Dropped, it stops the task and frees the instance.
+/// [`Making::start`]). It holds a node instance slot, which the request's
+/// admission takes over. The request takes the instance if making it has
+/// begun, waiting for the rest of the instantiation; if it hasn't begun
+/// (the lanes are busy) the request instantiates as usual and the task
+/// gives up when it begins. Dropped, it stops the task and frees the
+/// instance and its slot.
 pub(crate) struct Making {
     state: Arc<std::sync::atomic::AtomicU8>,
     task: tokio::task::JoinHandle<Option<Result<wisp_runtime::Ahead, RunError>>>,
+    slot: Option<InstanceSlot>,
 }
 
 impl Making {
@@ -158,13 +161,16 @@ impl Making {
     const GIVEN_UP: u8 = 2;
 
     /// Start making an instance of `loaded` under `limits` beside the
-    /// caller, on `lanes`.
+    /// caller, on `lanes`; `None` when the node has no instance slot to
+    /// spare ([`InstanceSlot::try_take_spare`]).
     pub(crate) fn start(
         lanes: &wisp_runtime::GuestLanes,
+        node: &Arc<NodeLimits>,
         runtime: Arc<wisp_runtime::Runtime>,
         loaded: Loaded,
         limits: Limits,
-    ) -> Making {
+    ) -> Option<Making> {
+        let slot = InstanceSlot::try_take_spare(node)?;
         let state = Arc::new(std::sync::atomic::AtomicU8::new(Self::WAITING));
         let s = state.clone();
         let task = lanes.spawn_beside(async move {
@@ -172,7 +178,16 @@ impl Making {
                 .ok()?;
             Some(runtime.instantiate_ahead(&loaded, &limits).await)
         });
-        Making { state, task }
+        Some(Making {
+            state,
+            task,
+            slot: Some(slot),
+        })
+    }
+
+    /// The node instance slot it holds, for the request's admission.
+    pub(crate) fn take_slot(&mut self) -> Option<InstanceSlot> {
+        self.slot.take()
     }
 
     /// The instance, if making it had begun and it worked; `None`: make
@@ -231,7 +246,7 @@ impl Executor {
         req: Request,
         limits: &Limits,
         link: Option<Link<'_>>,
-        at: GuestAt,
+        mut at: GuestAt,
     ) -> Result<Response, Error> {
         let mut draft = Draft::start(
             &h.version.namespace,
@@ -243,7 +258,8 @@ impl Executor {
         if let Some((parent, step, cancel)) = link {
             draft.link(parent, step, cancel);
         }
-        let ready = match self.prepare(h, &mut draft).await {
+        let slot = at.ahead.as_mut().and_then(Making::take_slot);
+        let ready = match self.prepare(h, &mut draft, slot).await {
             Ok(r) => r,
             Err(e) => return Err(draft.fail(e)),
         };
@@ -253,16 +269,18 @@ impl Executor {
         }
     }
 
-    /// Admission and the template: what every ABI needs before it runs.
+    /// Admission and the template: what every ABI needs before it runs;
+    /// `slot`, a node instance slot the caller holds already.
     pub(crate) async fn prepare<'h>(
         &self,
         h: &'h FunctionHandle,
         draft: &mut Draft,
+        slot: Option<InstanceSlot>,
     ) -> Result<Ready<'h>, Error> {
         if let Some(why) = &h.broken {
             return Err(Error::new(ErrorKind::Unavailable, why.clone()));
         }
-        let admitted = admit(h, &self.node).await?;
+        let admitted = admit(h, &self.node, slot).await?;
         let wait = draft.started().elapsed();
         draft.waited(wait);
         let (loaded, cold, init) = self.template(h).await?;

@@ -699,12 +699,16 @@ impl Executor {
             .take(MAX_AHEAD);
         for (i, (s, h)) in eligible {
             if let Some(loaded @ wisp_runtime::Loaded::Command(_)) = h.loaded.get() {
-                let m = Making::start(
+                let Some(m) = Making::start(
                     lanes,
+                    &self.node,
                     self.runtime.clone(),
                     loaded.clone(),
                     s.limits.clone(),
-                );
+                ) else {
+                    // No instance slot to spare: the steps make their own.
+                    return;
+                };
                 if !set.put(i, m) {
                     // The step was quicker: it made its own.
                     self.metrics.made_ahead_missed.fetch_add(1, Relaxed);

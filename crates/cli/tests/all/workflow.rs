@@ -254,6 +254,57 @@ async fn a_chain_hands_each_output_to_the_next_step_in_memory() {
     );
 }
 
+/// An instance made ahead holds one of the node's instance slots, as a
+/// request does, and hands it to its step's admission; it takes one only
+/// while at most half the node's slots are in use, so it never takes the
+/// slot a step or a request needs next. With a pool of one slot (a
+/// node-wide cap of one instance), a run of the four-step chain makes
+/// nothing ahead, no step is refused, and every slot comes back. (Before,
+/// instances made ahead were not counted at all: up to three more
+/// instances than the cap, and a step could find the pool taken.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_made_ahead_take_node_instance_slots_like_requests() {
+    let s = Server::with(&["--pool-instances", "1"], &[]);
+    let c = s.client();
+    deploy_frames(&c).await;
+    deploy_workflow(&c, "frames", FRAMES).await;
+    let png = frame_png("16k");
+    let first = run(&c, "frames", &png).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let made = "wisp_workflow_instances_made_ahead_total";
+    let missed = "wisp_workflow_instances_not_ready_total";
+    let (made0, missed0) = (s.metric(made).await, s.metric(missed).await);
+    let n = 20;
+    for _ in 0..n {
+        let r = run(&c, "frames", &png).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, first.body);
+    }
+    let (used, not_ready) = (
+        s.metric(made).await - made0,
+        s.metric(missed).await - missed0,
+    );
+    assert_eq!(
+        (used, not_ready),
+        (0.0, 0.0),
+        "with one instance slot nothing is made ahead ({n} runs)"
+    );
+    wait_idle(&s).await;
+    // With room to spare, the same run makes its instances ahead again.
+    let s = Server::with(&["--pool-instances", "8"], &[]);
+    let c = s.client();
+    deploy_frames(&c).await;
+    deploy_workflow(&c, "frames", FRAMES).await;
+    for _ in 0..3 {
+        let r = run(&c, "frames", &png).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, first.body);
+    }
+    let asked = s.metric(made).await + s.metric(missed).await;
+    assert_eq!(asked, 9.0, "three instances made ahead per run with 8 slots");
+    wait_idle(&s).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_runs_branches_at_once_and_fan_in_merges_by_the_rules() {
     let s = Server::start();
