@@ -63,6 +63,13 @@ pub(crate) struct NodeLimits {
 }
 
 impl NodeLimits {
+    /// Whether at most half the node's instance slots are in use: room for
+    /// work that only speeds requests up (instances made ahead, teardown
+    /// after the answer) without taking a slot a request needs next.
+    pub(crate) fn instances_spare(&self) -> bool {
+        self.instances.in_use() <= self.instances.max / 2
+    }
+
     pub(crate) fn new(max_instances: usize, max_body_bytes: usize) -> NodeLimits {
         NodeLimits {
             instances: Quota::new(max_instances),
@@ -77,7 +84,8 @@ pub struct Admitted {
     /// Request-body bytes reserved from the node's budget.
     body: Buffered,
     running: Option<Arc<FunctionMetrics>>,
-    _slot: InstanceSlot,
+    /// `None` once handed to an instance torn down after this guard drops.
+    slot: Option<InstanceSlot>,
 }
 
 /// One of the node's instance slots, given back when it drops: held by an
@@ -235,7 +243,7 @@ pub(crate) async fn admit(
         _function: function,
         body: Buffered::new(node),
         running: None,
-        _slot: slot,
+        slot: Some(slot),
     })
 }
 
@@ -246,6 +254,12 @@ impl Admitted {
             m.running.fetch_add(1, Relaxed);
             self.running = Some(m.clone());
         }
+    }
+
+    /// The node instance slot, for an instance torn down after this guard
+    /// drops: the slot is free only once the instance is.
+    pub(crate) fn take_slot(&mut self) -> Option<InstanceSlot> {
+        self.slot.take()
     }
 
     /// Read a whole request body of at most `max` bytes, reserving each

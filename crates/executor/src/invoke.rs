@@ -328,8 +328,13 @@ impl Executor {
         let env = wisp_runtime::build_cgi_env(&cgi, &h.env);
         ready.admitted.start_running(&h.metrics);
         let t_run = Instant::now();
-        let result = self.run_guest(h, ready.loaded, env, body, limits, at).await;
+        let mut result = self.run_guest(h, ready.loaded, env, body, limits, at).await;
         let run = t_run.elapsed();
+        if let Ok(out) = &mut result
+            && let Some(t) = out.teardown.take()
+        {
+            self.tear_down(t, &mut ready.admitted);
+        }
         drop(ready.admitted);
         match result {
             Ok(out) => {
@@ -479,7 +484,34 @@ impl Executor {
     }
 }
 
+/// A finished instance that used at least this much memory is torn down
+/// on the slow lane after the answer instead of before it: resetting its
+/// dirtied memory costs more than the wake-up of another thread (about
+/// 2 ms for a frame step on 4 MiB frames, against ~20 µs for one on
+/// 16 KiB frames, where moving it was slower; docs/benchmarks.md).
+const TEARDOWN_BESIDE_BYTES: usize = 4 << 20;
+
 impl Executor {
+    /// Drop a finished instance: at once, or (a large one, when there is a
+    /// guest runtime and the node has slots to spare) on the slow lane,
+    /// holding `admitted`'s node instance slot until it is gone, so the
+    /// node's count stays true. (Under pressure a slot being reset beside
+    /// would turn the next request away: then the teardown stays inline.)
+    fn tear_down(&self, t: wisp_runtime::Teardown, admitted: &mut Admitted) {
+        match &self.opts.guest_runtime {
+            Some(lanes)
+                if t.used_bytes() >= TEARDOWN_BESIDE_BYTES && self.node.instances_spare() =>
+            {
+                let slot = admitted.take_slot();
+                drop(lanes.spawn_beside(async move {
+                    drop(t);
+                    drop(slot);
+                }));
+            }
+            _ => drop(t),
+        }
+    }
+
     /// Run a command module's fresh instance (the one made `ahead`, if
     /// there is one) with this environment and stdin, on the guest runtime
     /// when there is one, `at` its place (aborted with the caller's future,

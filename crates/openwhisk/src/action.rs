@@ -186,6 +186,7 @@ mod tests {
             instantiate: Duration::ZERO,
             run: Duration::ZERO,
             started: std::time::Instant::now(),
+            teardown: None,
         })
     }
 

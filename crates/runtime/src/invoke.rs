@@ -31,6 +31,11 @@ impl Budget {
         Budget(Arc::new(AtomicUsize::new(bytes)))
     }
 
+    /// Bytes left.
+    pub(crate) fn left(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
     /// Take `n` bytes; false (and nothing taken) if fewer are left.
     pub(crate) fn take(&self, n: usize) -> bool {
         self.0
@@ -145,6 +150,36 @@ pub struct Output {
     /// When the run began (before instantiation), on the monotonic clock:
     /// the guest code ran from `started + instantiate` for `run`.
     pub started: Instant,
+    /// The finished instance, not yet torn down: dropping it frees its
+    /// pool slot, resetting the memory the guest dirtied (milliseconds for
+    /// a guest that grew its heap by tens of MiB). `run` ends before it,
+    /// so the caller may answer first and drop it elsewhere.
+    pub teardown: Option<Teardown>,
+}
+
+/// A finished instance's store, kept until the caller drops it (see
+/// [`Output::teardown`]). Never touched again: the mutex only makes it
+/// `Sync`, as errors carrying an [`Output`] must be.
+pub struct Teardown {
+    _store: std::sync::Mutex<Store<HostState>>,
+    used: usize,
+}
+
+impl Teardown {
+    /// Bytes of its memory budget the instance used: its memories and
+    /// tables as grown, and its buffered output. What tearing it down
+    /// resets is at most this.
+    pub fn used_bytes(&self) -> usize {
+        self.used
+    }
+}
+
+impl std::fmt::Debug for Teardown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Teardown")
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a run failed. `Output` is attached where the guest produced any.
@@ -192,6 +227,7 @@ impl RunError {
             instantiate: Duration::ZERO,
             run: Duration::ZERO,
             started: Instant::now(),
+            teardown: None,
         })
     }
 
@@ -452,7 +488,15 @@ async fn run_command_instance(
     // heap) is the host's time, not the guest's.
     let ended = t0.elapsed();
     let denied = store.data().limiter.denied;
-    drop(store);
+    // A run that finished keeps its instance for the caller to drop; one
+    // that failed frees it at once.
+    let store = match matches!(&outcome, Ok(Ok((_, Ok(()))))) {
+        true => Some(store),
+        false => {
+            drop(store);
+            None
+        }
+    };
     let collect = |inst: Duration| {
         let (out, overflow) = stdout.take();
         let (err, truncated) = stderr.take();
@@ -464,6 +508,7 @@ async fn run_command_instance(
                 instantiate: inst,
                 run: ended.saturating_sub(inst),
                 started: t0,
+                teardown: None,
             },
             overflow,
         )
@@ -493,7 +538,16 @@ async fn run_command_instance(
                 );
             }
             match result.map_err(|e| classify(e, limits, denied)) {
-                Ok(()) | Err(Ok(())) => Ok(o),
+                Ok(()) | Err(Ok(())) => Ok(Output {
+                    teardown: store.map(|s| {
+                        let left = s.data().limiter.budget.left();
+                        Teardown {
+                            used: (limits.memory_bytes as usize).saturating_sub(left),
+                            _store: std::sync::Mutex::new(s),
+                        }
+                    }),
+                    ..o
+                }),
                 Err(Err(err)) => Err(err.with_output(o)),
             }
         }
@@ -521,6 +575,70 @@ mod tests {
         let rt = Runtime::new(crate::EngineOptions::default()).unwrap();
         let loaded = rt.load_bytes(&wat::parse_str(CAT).unwrap()).unwrap();
         (rt, loaded)
+    }
+
+    #[tokio::test]
+    async fn a_finished_instance_holds_its_pool_slot_until_its_teardown_is_dropped() {
+        let rt = Runtime::new(crate::EngineOptions {
+            pool_instances: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let loaded = rt.load_bytes(&wat::parse_str(CAT).unwrap()).unwrap();
+        let limits = Limits::default();
+        let inv = || Invocation {
+            args: &[],
+            env: &[],
+            stdin: Bytes::from_static(b"x"),
+            dirs: &[],
+            limits: &limits,
+        };
+        let mut out = rt.invoke(&loaded, inv()).await.unwrap();
+        assert_eq!(
+            &out.stdout[..],
+            b"x",
+            "the output is complete before the teardown"
+        );
+        let teardown = out
+            .teardown
+            .take()
+            .expect("a finished run keeps its instance");
+        // CAT's one 64 KiB page, and the byte it wrote.
+        assert!(teardown.used_bytes() >= 64 << 10, "{teardown:?}");
+        // The one pool slot is still the finished instance's.
+        match rt.invoke(&loaded, inv()).await {
+            Err(RunError::PoolExhausted(_)) => {}
+            other => panic!("expected the pool to be exhausted, got {other:?}"),
+        }
+        drop(teardown);
+        let again = rt.invoke(&loaded, inv()).await.unwrap();
+        assert_eq!(&again.stdout[..], b"x");
+        drop(again);
+        // A run that fails frees its instance at once.
+        let tiny = Limits {
+            timeout_ms: 1,
+            ..Limits::default()
+        };
+        let spin = rt
+            .load_bytes(
+                &wat::parse_str(r#"(module (func (export "_start") (loop (br 0))))"#).unwrap(),
+            )
+            .unwrap();
+        let e = rt
+            .invoke(
+                &spin,
+                Invocation {
+                    limits: &tiny,
+                    ..inv()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RunError::Timeout(..)), "{e:?}");
+        assert!(
+            rt.invoke(&loaded, inv()).await.is_ok(),
+            "the failed run's slot is free"
+        );
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ pub use engine::{Compiled, EngineOptions, Loaded, Runtime};
 pub use http::{
     BoxError, Completion, GuestBody, HttpDone, HttpInvocation, HttpOutput, HttpState, ResponseBody,
 };
-pub use invoke::{Ahead, Invocation, Output, RunError};
+pub use invoke::{Ahead, Invocation, Output, RunError, Teardown};
 pub use lanes::{AbortOnDrop, GuestLanes, LaneHint, RateMeter, demote_when, lower_thread_priority};
 pub use wisp_core::cgi::{CgiRequest, CgiResponse, build_cgi_env, parse_cgi_response, parse_query};
 

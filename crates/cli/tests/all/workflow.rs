@@ -290,6 +290,19 @@ async fn instances_made_ahead_take_node_instance_slots_like_requests() {
         "with one instance slot nothing is made ahead ({n} runs)"
     );
     wait_idle(&s).await;
+    // Instances that used more than 4 MiB (1 MiB frames) are torn down
+    // after the answer when the node has slots to spare, holding their
+    // slot until then; with one slot they are torn down before it, so
+    // the next step is never refused for a slot being reset.
+    let big = frame_png("1m");
+    let want = run(&c, "frames", &big).await;
+    assert_eq!(want.status, 200, "{}", want.text());
+    for _ in 0..3 {
+        let r = run(&c, "frames", &big).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, want.body);
+    }
+    wait_idle(&s).await;
     // With room to spare, the same run makes its instances ahead again.
     let s = Server::with(&["--pool-instances", "8"], &[]);
     let c = s.client();
@@ -301,7 +314,16 @@ async fn instances_made_ahead_take_node_instance_slots_like_requests() {
         assert_eq!(r.body, first.body);
     }
     let asked = s.metric(made).await + s.metric(missed).await;
-    assert_eq!(asked, 9.0, "three instances made ahead per run with 8 slots");
+    assert_eq!(
+        asked, 9.0,
+        "three instances made ahead per run with 8 slots"
+    );
+    wait_idle(&s).await;
+    for _ in 0..3 {
+        let r = run(&c, "frames", &big).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, want.body);
+    }
     wait_idle(&s).await;
 }
 
