@@ -491,17 +491,23 @@ impl Executor {
 /// 16 KiB frames, where moving it was slower; docs/benchmarks.md).
 const TEARDOWN_BESIDE_BYTES: usize = 4 << 20;
 
+/// Whether `t` is torn down beside the caller: it used
+/// [`TEARDOWN_BESIDE_BYTES`] or more and the node has slots to spare.
+fn beside(t: &wisp_runtime::Teardown, node: &NodeLimits) -> bool {
+    t.used_bytes() >= TEARDOWN_BESIDE_BYTES && node.instances_spare()
+}
+
 impl Executor {
-    /// Drop a finished instance: at once, or (a large one, when there is a
-    /// guest runtime and the node has slots to spare) on the slow lane,
+    /// Drop a finished instance (with a guest runtime, only a large one
+    /// comes this far: [`run_guest`](Self::run_guest) drops the others on
+    /// the guest's thread): at once, or (when there is a guest runtime and
+    /// the node has slots to spare) on the slow lane,
     /// holding `admitted`'s node instance slot until it is gone, so the
     /// node's count stays true. (Under pressure a slot being reset beside
     /// would turn the next request away: then the teardown stays inline.)
     fn tear_down(&self, t: wisp_runtime::Teardown, admitted: &mut Admitted) {
         match &self.opts.guest_runtime {
-            Some(lanes)
-                if t.used_bytes() >= TEARDOWN_BESIDE_BYTES && self.node.instances_spare() =>
-            {
+            Some(lanes) if beside(&t, &self.node) => {
                 let slot = admitted.take_slot();
                 drop(lanes.spawn_beside(async move {
                     drop(t);
@@ -540,6 +546,7 @@ impl Executor {
         let (runtime, loaded, h2) = (self.runtime.clone(), loaded.clone(), h.clone());
         let limits = limits.clone();
         let metrics = ahead.as_ref().map(|_| self.metrics.clone());
+        let node = self.node.clone();
         let run = async move {
             let ahead = match ahead {
                 Some(m) => m.take().await,
@@ -558,10 +565,18 @@ impl Executor {
                 dirs: &h2.version.config.dirs,
                 limits: &limits,
             };
-            match ahead {
+            let mut r = match ahead {
                 Some(a) => runtime.invoke_ahead(a, inv).await,
                 None => runtime.invoke(&loaded, inv).await,
+            };
+            // A small instance is torn down here, on the guest's thread,
+            // before the answer; a large one goes back to the caller.
+            if let Ok(out) = &mut r
+                && !out.teardown.as_ref().is_some_and(|t| beside(t, &node))
+            {
+                out.teardown = None;
             }
+            r
         };
         let hint = Some(&h.metrics.lane);
         if place == Place::Here {
