@@ -40,10 +40,13 @@ impl Quota {
 
     /// Take `n` if that stays within the cap.
     fn try_take(&self, n: usize) -> bool {
+        self.try_take_within(n, self.max)
+    }
+
+    /// Take `n` if that stays within `cap` (at most the cap).
+    fn try_take_within(&self, n: usize, cap: usize) -> bool {
         self.used
-            .fetch_update(Relaxed, Relaxed, |u| {
-                u.checked_add(n).filter(|&t| t <= self.max)
-            })
+            .fetch_update(Relaxed, Relaxed, |u| u.checked_add(n).filter(|&t| t <= cap))
             .is_ok()
     }
 
@@ -67,7 +70,12 @@ impl NodeLimits {
     /// work that only speeds requests up (instances made ahead, teardown
     /// after the answer) without taking a slot a request needs next.
     pub(crate) fn instances_spare(&self) -> bool {
-        self.instances.in_use() <= self.instances.max / 2
+        self.instances.in_use() <= self.spare_cap()
+    }
+
+    /// The most instance slots in use that still leave room to spare.
+    fn spare_cap(&self) -> usize {
+        self.instances.max / 2
     }
 
     pub(crate) fn new(max_instances: usize, max_body_bytes: usize) -> NodeLimits {
@@ -102,15 +110,11 @@ impl InstanceSlot {
     }
 
     /// A slot for work that only speeds a request up (an instance made
-    /// ahead): only while at most half the node's slots are in use, so
-    /// it never takes the slot a request needs next.
+    /// ahead): only within [`NodeLimits::instances_spare`]'s half, so it
+    /// never takes the slot a request needs next.
     pub(crate) fn try_take_spare(node: &Arc<NodeLimits>) -> Option<InstanceSlot> {
-        let q = &node.instances;
-        q.used
-            .fetch_update(Relaxed, Relaxed, |u| {
-                u.checked_add(1).filter(|&t| t <= q.max / 2)
-            })
-            .is_ok()
+        node.instances
+            .try_take_within(1, node.spare_cap())
             .then(|| InstanceSlot(node.clone()))
     }
 }
